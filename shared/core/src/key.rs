@@ -1,0 +1,213 @@
+//! The raw bucket's key layout, parsed into validated types at the boundary.
+//!
+//! `datasets/<dataset>/<split>/<label>/<file>` or, without a split,
+//! `datasets/<dataset>/<label>/<file>`; then the split is assigned from the content hash
+//! ([`Split::from_sha256`]) so that identical bytes always land in the same split.
+
+use serde::{Deserialize, Serialize};
+
+use crate::reason::{ReasonCode, Rejection};
+
+pub const DATASETS_PREFIX: &str = "datasets/";
+
+/// A dataset name: 1 to 63 characters of `a-z 0-9 - _`, starting with a letter or digit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DatasetName(String);
+
+impl DatasetName {
+    pub fn parse(name: &str) -> Result<Self, String> {
+        let ok_first = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        let ok_rest = name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if !ok_first || !ok_rest || name.len() > 63 {
+            return Err(format!(
+                "dataset name {name:?} is invalid: use 1 to 63 characters of a-z, 0-9, '-' and '_', starting with a letter or digit"
+            ));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for DatasetName {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<DatasetName> for String {
+    fn from(value: DatasetName) -> Self {
+        value.0
+    }
+}
+
+impl std::fmt::Display for DatasetName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    Train,
+    Val,
+    Test,
+}
+
+impl Split {
+    pub const ALL: [Split; 3] = [Split::Train, Split::Val, Split::Test];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "train" => Some(Split::Train),
+            "val" => Some(Split::Val),
+            "test" => Some(Split::Test),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Val => "val",
+            Split::Test => "test",
+        }
+    }
+
+    /// 80/10/10 from the first eight bytes of the content hash: a pure function of the bytes, so
+    /// exact duplicates can never straddle splits, whatever key they were uploaded under.
+    pub fn from_sha256(sha256: &[u8; 32]) -> Self {
+        let mut head = [0u8; 8];
+        head.copy_from_slice(&sha256[..8]);
+        match u64::from_be_bytes(head) % 100 {
+            0..=79 => Split::Train,
+            80..=89 => Split::Val,
+            _ => Split::Test,
+        }
+    }
+}
+
+impl std::fmt::Display for Split {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A raw-bucket key that follows the layout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageKey {
+    pub dataset: DatasetName,
+    /// `None` when the key has no split segment: one is then assigned from the content hash.
+    pub split: Option<Split>,
+    pub label: String,
+    pub file: String,
+}
+
+impl ImageKey {
+    /// Parses a decoded (not URL-encoded) object key.
+    pub fn parse(key: &str) -> Result<Self, Rejection> {
+        let bad = |why: &str| {
+            Rejection::new(
+                ReasonCode::BadKey,
+                format!(
+                    "key {key:?} {why}; upload to datasets/<dataset>/<split>/<label>/<file> or datasets/<dataset>/<label>/<file> (split: train, val or test)"
+                ),
+            )
+        };
+        let rest = key.strip_prefix(DATASETS_PREFIX).ok_or_else(|| bad("is outside datasets/"))?;
+        let parts: Vec<&str> = rest.split('/').collect();
+        let (dataset, split, label, file) = match parts.as_slice() {
+            [d, l, f] => (*d, None, *l, *f),
+            [d, s, l, f] => {
+                let split = Split::parse(s).ok_or_else(|| bad(&format!("has {s:?} where the split (train, val or test) goes")))?;
+                (*d, Some(split), *l, *f)
+            }
+            _ => return Err(bad("has the wrong number of path segments")),
+        };
+        let dataset = DatasetName::parse(dataset).map_err(|e| bad(&e))?;
+        check_segment(label, "label").map_err(|e| bad(&e))?;
+        check_segment(file, "file name").map_err(|e| bad(&e))?;
+        Ok(Self { dataset, split, label: label.to_owned(), file: file.to_owned() })
+    }
+
+    /// The dataset a key names, even when the rest of the key is bad: rejected uploads are filed
+    /// under it so that `cvops images --dataset D --status rejected` finds them.
+    pub fn dataset_of(key: &str) -> Option<DatasetName> {
+        let rest = key.strip_prefix(DATASETS_PREFIX)?;
+        DatasetName::parse(rest.split('/').next()?).ok()
+    }
+}
+
+fn check_segment(s: &str, what: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err(format!("has an empty {what}"));
+    }
+    if s.starts_with('.') {
+        return Err(format!("has a {what} starting with '.'"));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(format!("has a control character in the {what}"));
+    }
+    if s.len() > 255 {
+        return Err(format!("has a {what} longer than 255 bytes"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_with_a_split_parses_into_its_parts() {
+        let k = ImageKey::parse("datasets/digits/train/7/img 01é.png").unwrap();
+        assert_eq!(k.dataset.as_str(), "digits");
+        assert_eq!(k.split, Some(Split::Train));
+        assert_eq!((k.label.as_str(), k.file.as_str()), ("7", "img 01é.png"));
+    }
+
+    #[test]
+    fn a_key_without_a_split_leaves_it_to_the_hash() {
+        let k = ImageKey::parse("datasets/cats/tabby/a.jpg").unwrap();
+        assert_eq!(k.split, None);
+        assert_eq!(k.label, "tabby");
+    }
+
+    #[test]
+    fn keys_outside_the_layout_are_bad_keys() {
+        for key in [
+            "a.jpg",
+            "datasets/x.jpg",
+            "datasets/ds/a.jpg",
+            "datasets/ds/holdout/cat/a.jpg",
+            "datasets/ds/train/cat/extra/a.jpg",
+            "datasets/Bad Name/cat/a.jpg",
+            "datasets/ds//a.jpg",
+            "datasets/ds/cat/.hidden",
+        ] {
+            let err = ImageKey::parse(key).unwrap_err();
+            assert_eq!(err.reason, ReasonCode::BadKey, "{key}");
+            assert!(err.message.contains("datasets/<dataset>"), "{}", err.message);
+        }
+        assert_eq!(ImageKey::dataset_of("datasets/ds/holdout/cat/a.jpg").unwrap().as_str(), "ds");
+        assert_eq!(ImageKey::dataset_of("a.jpg"), None);
+    }
+
+    #[test]
+    fn the_hash_split_is_roughly_80_10_10() {
+        use sha2::{Digest, Sha256};
+        let mut counts = [0usize; 3];
+        for i in 0..10_000u32 {
+            let h: [u8; 32] = Sha256::digest(i.to_le_bytes()).into();
+            counts[Split::from_sha256(&h) as usize] += 1;
+        }
+        assert!((7_700..8_300).contains(&counts[0]), "{counts:?}");
+        assert!((800..1_200).contains(&counts[1]), "{counts:?}");
+        assert!((800..1_200).contains(&counts[2]), "{counts:?}");
+    }
+}

@@ -1,0 +1,24 @@
+//! cvops-core: the domain of cvops, free of any cloud SDK and of SQL.
+//!
+//! - [`validate`]: the image validator every upload (and `cvops validate`) goes through, with its
+//!   stable [`reason::ReasonCode`]s.
+//! - [`stats`]: brightness, contrast, sharpness and the 64-bit difference hash of a decoded image.
+//! - [`key`]: the object-key layout `datasets/<dataset>/<split>/<label>/<file>` as validated types.
+//! - [`catalog`]: the catalog records ingest writes, and how they map onto table items.
+//! - [`ports`]: the small traits (object store, table, queue, job runner) that the functions are
+//!   written against; `cvops-local` and (later) `cvops-aws` implement them.
+//! - [`clock`]: time as a port, so expiry and ordering can be tested.
+//!
+//! Why the validator lives here and not in the ingest function: the CLI's `validate` command and
+//! the ingest Lambda must give the same answer for the same bytes, so both call this one function.
+
+pub mod catalog;
+pub mod clock;
+pub mod key;
+pub mod ports;
+pub mod reason;
+pub mod sequencer;
+pub mod stats;
+pub mod validate;
+
+pub use reason::ReasonCode;

@@ -1,0 +1,142 @@
+//! The single table: items under (partition key, sort key), as DynamoDB holds them.
+//!
+//! Every item carries a `version` the table bumps on each write, for optimistic concurrency
+//! (`put_if_version`), and an optional expiry (DynamoDB's TTL). An expired item reads as absent
+//! even before the backend has removed it, since DynamoDB may keep it for days.
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    /// A condition (absent, or at a version) did not hold: someone else wrote first.
+    #[error("conditional write on ({pk}, {sk}) failed: the item changed")]
+    Conflict { pk: String, sk: String },
+    #[error("item ({pk}, {sk}) is malformed: {why}")]
+    Malformed { pk: String, sk: String, why: String },
+    #[error("table call failed: {message}")]
+    Backend {
+        message: String,
+        retryable: bool,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+impl TableError {
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, TableError::Conflict { .. })
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, TableError::Conflict { .. } | TableError::Backend { retryable: true, .. })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    pub pk: String,
+    pub sk: String,
+    /// Set by the table on every write: 1 for a new item, then +1. Ignored on input.
+    #[serde(default)]
+    pub version: u64,
+    /// Unix seconds after which the item reads as absent.
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+    /// The attributes: numbers, strings, booleans, lists and maps.
+    pub attrs: Map<String, Value>,
+}
+
+impl Item {
+    pub fn new(pk: impl Into<String>, sk: impl Into<String>) -> Self {
+        Self { pk: pk.into(), sk: sk.into(), version: 0, expires_at: None, attrs: Map::new() }
+    }
+
+    /// An item whose attributes are the fields of `value` (a struct serialising to a map).
+    pub fn from_record<T: Serialize>(pk: impl Into<String>, sk: impl Into<String>, value: &T) -> Result<Self, TableError> {
+        let (pk, sk) = (pk.into(), sk.into());
+        match serde_json::to_value(value) {
+            Ok(Value::Object(attrs)) => Ok(Self { pk, sk, version: 0, expires_at: None, attrs }),
+            Ok(_) => Err(TableError::Malformed { pk, sk, why: "a record must serialise to a map".into() }),
+            Err(e) => Err(TableError::Malformed { pk, sk, why: e.to_string() }),
+        }
+    }
+
+    pub fn to_record<T: DeserializeOwned>(&self) -> Result<T, TableError> {
+        serde_json::from_value(Value::Object(self.attrs.clone()))
+            .map_err(|e| TableError::Malformed { pk: self.pk.clone(), sk: self.sk.clone(), why: e.to_string() })
+    }
+
+    pub fn with(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.attrs.insert(name.to_owned(), value.into());
+        self
+    }
+
+    pub fn expiring_at(mut self, unix_seconds: i64) -> Self {
+        self.expires_at = Some(unix_seconds);
+        self
+    }
+
+    pub fn str_attr(&self, name: &str) -> Option<&str> {
+        self.attrs.get(name).and_then(Value::as_str)
+    }
+
+    pub fn i64_attr(&self, name: &str) -> Option<i64> {
+        self.attrs.get(name).and_then(Value::as_i64)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub items: Vec<Item>,
+    /// Pass back to continue after the last item; `None` on the last page.
+    pub next: Option<String>,
+}
+
+#[async_trait]
+pub trait Table: Send + Sync + Debug {
+    /// Writes unconditionally; returns the new version.
+    async fn put(&self, item: Item) -> Result<u64, TableError>;
+
+    /// Writes only if no (unexpired) item has the key.
+    async fn put_if_absent(&self, item: Item) -> Result<u64, TableError>;
+
+    /// Writes only if the stored item is at `expected_version`.
+    async fn put_if_version(&self, item: Item, expected_version: u64) -> Result<u64, TableError>;
+
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, TableError>;
+
+    /// Items of one partition whose sort key starts with `sk_prefix`, in sort-key order, at most
+    /// `limit` a page.
+    async fn query(&self, pk: &str, sk_prefix: &str, limit: usize, cursor: Option<String>) -> Result<Page, TableError>;
+
+    /// Adds `delta` to the numeric attribute `field` atomically, creating the item and the field
+    /// (from 0) if absent; returns the new value.
+    async fn add(&self, pk: &str, sk: &str, field: &str, delta: i64) -> Result<i64, TableError>;
+
+    /// Deleting an absent item succeeds.
+    async fn delete(&self, pk: &str, sk: &str) -> Result<(), TableError>;
+}
+
+#[async_trait]
+pub trait TableExt: Table {
+    /// Every item of a partition under a prefix, following the pages. Not for hot paths.
+    async fn query_all(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>, TableError> {
+        let mut out = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self.query(pk, sk_prefix, 500, cursor).await?;
+            out.extend(page.items);
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(out),
+            }
+        }
+    }
+}
+
+impl<T: Table + ?Sized> TableExt for T {}
