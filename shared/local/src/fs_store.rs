@@ -1,0 +1,268 @@
+//! Buckets as folders under one root: `<root>/<bucket>/<key>`.
+//!
+//! Puts write a temporary file outside the buckets and rename it into place, so a reader sees the
+//! old object or the new one, never half of one. Each change can be announced on a channel as an
+//! [`ObjectEvent`] carrying an S3-style sequencer, which is how the local platform reproduces S3
+//! event notifications.
+
+use std::fs;
+use std::io::{ErrorKind, Read};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use cvops_core::ports::{ListPage, ObjectMeta, ObjectStore, ObjectStoreError};
+use tokio::sync::mpsc::UnboundedSender;
+
+const TEMP_DIR: &str = ".tmp";
+const LIST_PAGE: usize = 1000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectEventKind {
+    /// `ObjectCreated:Put` or `ObjectCreated:Copy`.
+    Created { size: u64, etag: String, copy: bool },
+    /// `ObjectRemoved:Delete`.
+    Removed,
+}
+
+/// A change to a bucket, in the terms of an S3 event notification record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectEvent {
+    pub bucket: String,
+    pub key: String,
+    pub kind: ObjectEventKind,
+    /// Increases with every change made through any store of this process (hex, as S3's).
+    pub sequencer: String,
+    pub time_millis: i64,
+}
+
+#[derive(Debug)]
+pub struct FsObjectStore {
+    root: PathBuf,
+    events: Option<UnboundedSender<ObjectEvent>>,
+}
+
+impl FsObjectStore {
+    pub fn new(root: impl Into<PathBuf>) -> std::io::Result<Self> {
+        let root = root.into();
+        fs::create_dir_all(root.join(TEMP_DIR))?;
+        Ok(Self { root, events: None })
+    }
+
+    /// Announces every put, copy and delete on `sender`.
+    pub fn with_events(mut self, sender: UnboundedSender<ObjectEvent>) -> Self {
+        self.events = Some(sender);
+        self
+    }
+
+    /// The folder that holds a bucket's objects.
+    pub fn bucket_dir(&self, bucket: &str) -> PathBuf {
+        self.root.join(bucket)
+    }
+
+    fn path(&self, bucket: &str, key: &str) -> Result<PathBuf, ObjectStoreError> {
+        check_name(bucket, "bucket")?;
+        let invalid = |why: &str| ObjectStoreError::InvalidKey { key: key.to_owned(), why: why.to_owned() };
+        if key.is_empty() || key.len() > 1024 {
+            return Err(invalid("a key is 1 to 1024 bytes"));
+        }
+        if key.contains('\0') || key.starts_with('/') || key.ends_with('/') {
+            return Err(invalid("a local key has no NUL, and does not start or end with '/'"));
+        }
+        let relative = Path::new(key);
+        let odd_segment = key.split('/').any(|s| s.is_empty() || s == "." || s == "..");
+        if odd_segment || relative.components().any(|c| !matches!(c, Component::Normal(_))) {
+            return Err(invalid("a local key has no empty, '.' or '..' segments"));
+        }
+        Ok(self.bucket_dir(bucket).join(relative))
+    }
+
+    fn announce(&self, bucket: &str, key: &str, kind: ObjectEventKind) {
+        if let Some(events) = &self.events {
+            let time_millis = now_nanos() as i64 / 1_000_000;
+            // A closed receiver means nobody routes events any more (shutdown): nothing to do.
+            let _ = events.send(ObjectEvent { bucket: bucket.into(), key: key.into(), kind, sequencer: next_sequencer(), time_millis });
+        }
+    }
+
+    fn write_atomically(&self, path: &Path, data: &[u8]) -> Result<(), ObjectStoreError> {
+        let temp = self.root.join(TEMP_DIR).join(uuid::Uuid::new_v4().to_string());
+        fs::write(&temp, data).map_err(io_error)?;
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(io_error)?;
+        }
+        fs::rename(&temp, path).map_err(|e| {
+            let _ = fs::remove_file(&temp);
+            io_error(e)
+        })
+    }
+}
+
+fn check_name(bucket: &str, what: &str) -> Result<(), ObjectStoreError> {
+    let ok = !bucket.is_empty()
+        && bucket != TEMP_DIR
+        && bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && !bucket.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(ObjectStoreError::InvalidKey { key: bucket.to_owned(), why: format!("not a valid {what} name") })
+    }
+}
+
+fn now_nanos() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default()
+}
+
+/// Strictly increasing within the process, and across processes as far as the clock goes.
+fn next_sequencer() -> String {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = now_nanos() as u64;
+    let mut last = LAST.load(Ordering::SeqCst);
+    loop {
+        let next = now.max(last + 1);
+        match LAST.compare_exchange(last, next, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => return format!("{next:016X}"),
+            Err(seen) => last = seen,
+        }
+    }
+}
+
+fn io_error(e: std::io::Error) -> ObjectStoreError {
+    let retryable = matches!(e.kind(), ErrorKind::Interrupted | ErrorKind::WouldBlock | ErrorKind::TimedOut);
+    ObjectStoreError::Backend { message: e.to_string(), retryable, source: Some(Box::new(e)) }
+}
+
+fn meta(key: &str, metadata: &fs::Metadata) -> ObjectMeta {
+    let modified = metadata.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).unwrap_or_default();
+    ObjectMeta {
+        key: key.to_owned(),
+        size: metadata.len(),
+        // Size and modification time to the nanosecond: changes whenever a put replaces the file.
+        etag: format!("{:x}-{:x}", metadata.len(), modified.as_nanos()),
+        last_modified_millis: modified.as_millis() as i64,
+    }
+}
+
+#[async_trait]
+impl ObjectStore for FsObjectStore {
+    async fn put(&self, bucket: &str, key: &str, data: Bytes) -> Result<ObjectMeta, ObjectStoreError> {
+        let path = self.path(bucket, key)?;
+        self.write_atomically(&path, &data)?;
+        let meta = meta(key, &fs::metadata(&path).map_err(io_error)?);
+        self.announce(bucket, key, ObjectEventKind::Created { size: meta.size, etag: meta.etag.clone(), copy: false });
+        Ok(meta)
+    }
+
+    async fn get(&self, bucket: &str, key: &str, max_bytes: u64) -> Result<Bytes, ObjectStoreError> {
+        let path = self.path(bucket, key)?;
+        let not_found = || ObjectStoreError::NotFound { bucket: bucket.to_owned(), key: key.to_owned() };
+        let file = match fs::File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Err(not_found()),
+            Err(e) => return Err(io_error(e)),
+        };
+        let size = file.metadata().map_err(io_error)?.len();
+        if !file.metadata().map_err(io_error)?.is_file() {
+            return Err(not_found());
+        }
+        if size > max_bytes {
+            return Err(ObjectStoreError::TooLarge { bucket: bucket.into(), key: key.into(), size, limit: max_bytes });
+        }
+        // Bounded even if the file grows between the size check and the read.
+        let mut data = Vec::with_capacity(size as usize);
+        file.take(max_bytes + 1).read_to_end(&mut data).map_err(io_error)?;
+        if data.len() as u64 > max_bytes {
+            return Err(ObjectStoreError::TooLarge { bucket: bucket.into(), key: key.into(), size: data.len() as u64, limit: max_bytes });
+        }
+        Ok(Bytes::from(data))
+    }
+
+    async fn head(&self, bucket: &str, key: &str) -> Result<ObjectMeta, ObjectStoreError> {
+        let path = self.path(bucket, key)?;
+        match fs::metadata(&path) {
+            Ok(m) if m.is_file() => Ok(meta(key, &m)),
+            Ok(_) => Err(ObjectStoreError::NotFound { bucket: bucket.into(), key: key.into() }),
+            Err(e) if e.kind() == ErrorKind::NotFound => Err(ObjectStoreError::NotFound { bucket: bucket.into(), key: key.into() }),
+            Err(e) => Err(io_error(e)),
+        }
+    }
+
+    async fn list(&self, bucket: &str, prefix: &str, cursor: Option<String>) -> Result<ListPage, ObjectStoreError> {
+        check_name(bucket, "bucket")?;
+        let bucket_dir = self.bucket_dir(bucket);
+        // Walk only the folder the prefix names, then filter on the rest of the prefix.
+        let start = match prefix.rfind('/') {
+            Some(slash) => bucket_dir.join(&prefix[..slash]),
+            None => bucket_dir.clone(),
+        };
+        let mut keys = Vec::new();
+        collect_files(&bucket_dir, &start, &mut keys).map_err(io_error)?;
+        let cursor = cursor.unwrap_or_default();
+        let mut keys: Vec<(String, fs::Metadata)> =
+            keys.into_iter().filter(|(key, _)| key.starts_with(prefix) && key.as_str() > cursor.as_str()).collect();
+        keys.sort_by(|a, b| a.0.cmp(&b.0));
+        let next = (keys.len() > LIST_PAGE).then(|| keys[LIST_PAGE - 1].0.clone());
+        keys.truncate(LIST_PAGE);
+        Ok(ListPage { objects: keys.iter().map(|(key, m)| meta(key, m)).collect(), next })
+    }
+
+    async fn copy(&self, from_bucket: &str, from_key: &str, to_bucket: &str, to_key: &str) -> Result<(), ObjectStoreError> {
+        let from = self.path(from_bucket, from_key)?;
+        let to = self.path(to_bucket, to_key)?;
+        let data = match fs::read(&from) {
+            Ok(data) => data,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(ObjectStoreError::NotFound { bucket: from_bucket.into(), key: from_key.into() })
+            }
+            Err(e) => return Err(io_error(e)),
+        };
+        self.write_atomically(&to, &data)?;
+        let meta = meta(to_key, &fs::metadata(&to).map_err(io_error)?);
+        self.announce(to_bucket, to_key, ObjectEventKind::Created { size: meta.size, etag: meta.etag, copy: true });
+        Ok(())
+    }
+
+    async fn delete(&self, bucket: &str, key: &str) -> Result<(), ObjectStoreError> {
+        let path = self.path(bucket, key)?;
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_error(e)),
+        }
+        // Tidy the folders the key made, as S3 has no folders to leave behind.
+        let bucket_dir = self.bucket_dir(bucket);
+        let mut dir = path.parent();
+        while let Some(d) = dir.filter(|d| *d != bucket_dir && d.starts_with(&bucket_dir)) {
+            if fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+        self.announce(bucket, key, ObjectEventKind::Removed);
+        Ok(())
+    }
+}
+
+fn collect_files(bucket_dir: &Path, dir: &Path, out: &mut Vec<(String, fs::Metadata)>) -> std::io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let metadata = entry.metadata()?;
+        let path = entry.path();
+        if metadata.is_dir() {
+            collect_files(bucket_dir, &path, out)?;
+        } else if metadata.is_file() {
+            if let Some(key) = path.strip_prefix(bucket_dir).ok().and_then(|p| p.to_str()) {
+                out.push((key.to_owned(), metadata));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,85 @@
+//! Jobs as child processes, given the environment an AWS Batch job gets
+//! (`AWS_BATCH_JOB_ID`, `AWS_BATCH_JOB_ATTEMPT`, and `AWS_BATCH_JOB_ARRAY_INDEX` for array
+//! children), with each child's output in `<log_dir>/<job id>[.<index>].log`.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use cvops_core::ports::{JobRunner, JobSpec, JobState, JobStatus, JobsError};
+
+#[derive(Debug)]
+pub struct ProcessJobRunner {
+    log_dir: PathBuf,
+    jobs: Mutex<HashMap<String, Vec<Child>>>,
+}
+
+impl ProcessJobRunner {
+    pub fn new(log_dir: impl Into<PathBuf>) -> std::io::Result<Self> {
+        let log_dir = log_dir.into();
+        std::fs::create_dir_all(&log_dir)?;
+        Ok(Self { log_dir, jobs: Mutex::new(HashMap::new()) })
+    }
+}
+
+fn backend(e: std::io::Error) -> JobsError {
+    JobsError::Backend { message: e.to_string(), retryable: false, source: Some(Box::new(e)) }
+}
+
+#[async_trait]
+impl JobRunner for ProcessJobRunner {
+    async fn submit(&self, spec: &JobSpec) -> Result<String, JobsError> {
+        let (program, args) = spec.command.split_first().ok_or_else(|| JobsError::Invalid("the command is empty".into()))?;
+        if spec.array_size == 0 || spec.array_size > 10_000 {
+            return Err(JobsError::Invalid(format!("array size {} is outside 1..=10000", spec.array_size)));
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let mut children = Vec::new();
+        for index in 0..spec.array_size {
+            let array = spec.array_size > 1;
+            let log_name = if array { format!("{id}.{index}.log") } else { format!("{id}.log") };
+            let log = File::create(self.log_dir.join(log_name)).map_err(backend)?;
+            let mut command = Command::new(program);
+            command
+                .args(args)
+                .envs(&spec.env)
+                .env("AWS_BATCH_JOB_ID", if array { format!("{id}:{index}") } else { id.clone() })
+                .env("AWS_BATCH_JOB_ATTEMPT", "1")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().map_err(backend)?)
+                .stderr(log);
+            if array {
+                command.env("AWS_BATCH_JOB_ARRAY_INDEX", index.to_string());
+            }
+            children.push(command.spawn().map_err(backend)?);
+        }
+        self.jobs.lock().expect("jobs poisoned").insert(id.clone(), children);
+        Ok(id)
+    }
+
+    /// An array job is running while any child runs, succeeded when all did, failed otherwise.
+    async fn describe(&self, id: &str) -> Result<JobStatus, JobsError> {
+        let mut jobs = self.jobs.lock().expect("jobs poisoned");
+        let children = jobs.get_mut(id).ok_or_else(|| JobsError::NotFound(id.to_owned()))?;
+        let mut running = false;
+        let mut failure = None;
+        for (index, child) in children.iter_mut().enumerate() {
+            match child.try_wait().map_err(backend)? {
+                None => running = true,
+                Some(status) if status.success() => {}
+                Some(status) => {
+                    failure.get_or_insert_with(|| format!("child {index} exited with {status}"));
+                }
+            }
+        }
+        let state = match (running, &failure) {
+            (true, _) => JobState::Running,
+            (false, None) => JobState::Succeeded,
+            (false, Some(_)) => JobState::Failed,
+        };
+        Ok(JobStatus { id: id.to_owned(), state, reason: failure.filter(|_| state == JobState::Failed) })
+    }
+}
