@@ -7,10 +7,10 @@
 //! |---|---|---|---|
 //! | image record | `DS#<dataset>` | `IMG#<key>` | [`ImageRecord`] |
 //! | first copy of some bytes | `DS#<dataset>` | `SHA#<sha256>` | `key` |
-//! | near-duplicate band | `PH#<dataset>#<band>#<bits>` | `<key>` | `dhash` |
+//! | near-duplicate band | `PH#<dataset>#<band>#<bits>` | `<key>` | `phash` |
 //! | dataset registry | `DATASETS` | `<dataset>` | `created_at` |
 //!
-//! Near duplicates: the 64-bit dHash is cut into [`BANDS`] bands. Two hashes within Hamming
+//! Near duplicates: the 64-bit pHash is cut into [`BANDS`] bands. Two hashes within Hamming
 //! distance 4 differ in at most 4 bits, so at least one of the 5 bands is identical
 //! (pigeonhole); looking up the image's own band values finds every candidate, and only those
 //! are compared. This is why the threshold is capped at [`MAX_NEAR_DUPLICATE_THRESHOLD`].
@@ -77,7 +77,7 @@ pub struct ImageRecord {
     pub bit_depth: Option<u8>,
     pub bytes: Option<u64>,
     pub sha256: Option<String>,
-    /// The 64-bit dHash, 16 lowercase hex digits.
+    /// The 64-bit pHash, 16 lowercase hex digits.
     pub phash: Option<String>,
     pub brightness: Option<f64>,
     pub contrast: Option<f64>,
@@ -139,13 +139,13 @@ pub fn sha_sk(sha256: &str) -> String {
     format!("SHA#{sha256}")
 }
 
-/// The band values of a dHash: 13, 13, 13, 13 and 12 bits.
-pub fn bands(dhash: u64) -> [u64; BANDS] {
+/// The band values of a pHash: 13, 13, 13, 13 and 12 bits.
+pub fn bands(phash: u64) -> [u64; BANDS] {
     const WIDTHS: [u32; BANDS] = [13, 13, 13, 13, 12];
     let mut out = [0u64; BANDS];
     let mut shift = 0;
     for (band, width) in WIDTHS.iter().enumerate() {
-        out[band] = (dhash >> shift) & ((1u64 << width) - 1);
+        out[band] = (phash >> shift) & ((1u64 << width) - 1);
         shift += width;
     }
     out

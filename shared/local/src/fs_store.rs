@@ -87,9 +87,26 @@ impl FsObjectStore {
         }
     }
 
+    /// Puts a local file's content without holding it in memory (`cvops upload` of large files).
+    pub fn put_file(&self, bucket: &str, key: &str, source: &Path) -> Result<ObjectMeta, ObjectStoreError> {
+        let path = self.path(bucket, key)?;
+        self.place(&path, |temp| fs::copy(source, temp).map(|_| ()))?;
+        let meta = meta(key, &fs::metadata(&path).map_err(io_error)?);
+        self.announce(bucket, key, ObjectEventKind::Created { size: meta.size, etag: meta.etag.clone(), copy: false });
+        Ok(meta)
+    }
+
     fn write_atomically(&self, path: &Path, data: &[u8]) -> Result<(), ObjectStoreError> {
+        self.place(path, |temp| fs::write(temp, data))
+    }
+
+    /// Writes a temporary file with `write`, then renames it to `path`.
+    fn place(&self, path: &Path, write: impl FnOnce(&Path) -> std::io::Result<()>) -> Result<(), ObjectStoreError> {
         let temp = self.root.join(TEMP_DIR).join(uuid::Uuid::new_v4().to_string());
-        fs::write(&temp, data).map_err(io_error)?;
+        if let Err(e) = write(&temp) {
+            let _ = fs::remove_file(&temp);
+            return Err(io_error(e));
+        }
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).map_err(io_error)?;
         }

@@ -126,22 +126,23 @@ fn decode(data: &[u8], format: Format, limits: &ValidationLimits, report: &mut V
 /// Maps a decoder error onto a reason code. The `image` crate folds many decoder errors into
 /// strings, so an early end of data is recognised by its io kind or, failing that, its wording.
 fn classify(error: ImageError, format: Format, data: &[u8]) -> Rejection {
+    let detail = error.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
     match &error {
         ImageError::Limits(_) => Rejection::new(
             ReasonCode::TooLarge,
-            format!("decoding needs more memory than the limits allow ({error}); resize the image or raise the limits"),
+            format!("decoding needs more memory than the limits allow ({detail}); resize the image or raise the limits"),
         ),
         ImageError::Unsupported(_) => Rejection::new(
             ReasonCode::UnsupportedFormat,
-            format!("this {format} file uses a feature cvops cannot decode ({error}); re-save it as a baseline JPEG or PNG"),
+            format!("this {format} file uses a feature cvops cannot decode ({detail}); re-save it as a baseline JPEG or PNG"),
         ),
         _ if looks_truncated(&error) => Rejection::new(
             ReasonCode::Truncated,
-            format!("the {format} data ends early after {} bytes ({error}); the upload was cut short, upload it again", data.len()),
+            format!("the {format} data ends early after {} bytes ({detail}); the upload was cut short, upload it again", data.len()),
         ),
         _ => Rejection::new(
             ReasonCode::Corrupt,
-            format!("the {format} data is damaged ({error}); export the image again from its source"),
+            format!("the {format} data is damaged ({detail}); export the image again from its source"),
         ),
     }
 }

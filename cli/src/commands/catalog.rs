@@ -1,0 +1,106 @@
+//! `cvops datasets` and `cvops images`: reading the catalog.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::anyhow;
+use cvops_core::catalog::{dataset_pk, ImageRecord, ImageStatus, DATASETS_PK, IMAGE_SK_PREFIX};
+use cvops_core::ports::{Table, TableExt};
+
+use crate::platform::LocalPlatform;
+
+#[derive(Debug, clap::Args)]
+pub struct DatasetsArgs {
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImagesArgs {
+    #[arg(long)]
+    pub dataset: String,
+    #[arg(long)]
+    pub label: Option<String>,
+    /// accepted, duplicate, rejected or deleted
+    #[arg(long, value_parser = parse_status)]
+    pub status: Option<ImageStatus>,
+    /// One JSON record per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_status(s: &str) -> Result<ImageStatus, String> {
+    ImageStatus::parse(s).ok_or_else(|| format!("{s:?} is not a status; use accepted, duplicate, rejected or deleted"))
+}
+
+/// Every record of a dataset. Reads the dataset's partition: for commands, never for hot paths.
+pub async fn records(table: &dyn Table, dataset: &str) -> anyhow::Result<Vec<ImageRecord>> {
+    table.query_all(&dataset_pk(dataset), IMAGE_SK_PREFIX).await?.iter().map(|item| Ok(item.to_record()?)).collect()
+}
+
+pub async fn dataset_names(table: &dyn Table) -> anyhow::Result<Vec<String>> {
+    Ok(table.query_all(DATASETS_PK, "").await?.into_iter().map(|item| item.sk).collect())
+}
+
+pub async fn datasets(data_dir: &Path, args: DatasetsArgs) -> anyhow::Result<ExitCode> {
+    let (platform, _) = LocalPlatform::open(data_dir, LocalPlatform::ingest_config_from_env()?)?;
+    let names = dataset_names(platform.table.as_ref()).await?;
+    if names.is_empty() && !args.json {
+        println!("no datasets yet; add one with: cvops upload DIR --dataset NAME");
+    } else if !args.json {
+        println!("{:<24} {:>9} {:>10} {:>9} {:>9} {:>8}", "dataset", "accepted", "near-dups", "dups", "rejected", "deleted");
+    }
+    for name in names {
+        let records = records(platform.table.as_ref(), &name).await?;
+        let count = |status| records.iter().filter(|r| r.status == status).count();
+        let near = records.iter().filter(|r| r.status == ImageStatus::Accepted && r.near_duplicate_of.is_some()).count();
+        let (accepted, dups, rejected, deleted) =
+            (count(ImageStatus::Accepted), count(ImageStatus::Duplicate), count(ImageStatus::Rejected), count(ImageStatus::Deleted));
+        if args.json {
+            let line = serde_json::json!({"dataset": name, "accepted": accepted, "near_duplicates": near,
+                "duplicates": dups, "rejected": rejected, "deleted": deleted});
+            println!("{line}");
+        } else {
+            println!("{name:<24} {accepted:>9} {near:>10} {dups:>9} {rejected:>9} {deleted:>8}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn images(data_dir: &Path, args: ImagesArgs) -> anyhow::Result<ExitCode> {
+    let (platform, _) = LocalPlatform::open(data_dir, LocalPlatform::ingest_config_from_env()?)?;
+    if !dataset_names(platform.table.as_ref()).await?.contains(&args.dataset) {
+        return Err(anyhow!("no dataset {:?}; `cvops datasets` lists them", args.dataset));
+    }
+    let selected = records(platform.table.as_ref(), &args.dataset).await?.into_iter().filter(|r| {
+        args.label.as_ref().is_none_or(|l| r.label.as_ref() == Some(l)) && args.status.is_none_or(|s| r.status == s)
+    });
+    for record in selected {
+        if args.json {
+            println!("{}", serde_json::to_string(&record)?);
+        } else {
+            let detail = match record.status {
+                ImageStatus::Accepted => match &record.near_duplicate_of {
+                    Some(of) => format!("near duplicate of {of}"),
+                    None => String::new(),
+                },
+                ImageStatus::Duplicate => format!("same bytes as {}", record.duplicate_of.as_deref().unwrap_or("?")),
+                ImageStatus::Rejected => format!(
+                    "{}: {}",
+                    record.reason.map(|r| r.as_str()).unwrap_or("?"),
+                    record.message.as_deref().unwrap_or("")
+                ),
+                ImageStatus::Deleted => String::new(),
+            };
+            println!(
+                "{:<9} {:<5} {:<10} {}  {}",
+                record.status.as_str(),
+                record.split.map(|s| s.as_str()).unwrap_or("-"),
+                record.label.as_deref().unwrap_or("-"),
+                record.key,
+                detail
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
