@@ -1,0 +1,53 @@
+//! `cvops demo` and the catalog commands, as a newcomer runs them.
+
+use std::process::Command;
+
+fn cvops(data_dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cvops"));
+    command.arg("--data-dir").arg(data_dir);
+    command
+}
+
+#[test]
+fn the_demo_uploads_both_sample_sets_and_prints_the_health_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo");
+    let out = cvops(&data).arg("demo").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("uploaded 5000 files to digits: 5000 accepted"), "{text}");
+    assert!(text.contains("1 exact duplicates aliased"), "{text}");
+    for code in ["empty", "not_an_image", "unsupported_format", "truncated", "corrupt", "too_small", "too_large", "bad_key"] {
+        assert!(text.contains(code), "the summary names {code}: {text}");
+    }
+
+    // The catalog commands read what the demo wrote.
+    let datasets = cvops(&data).args(["datasets", "--json"]).output().unwrap();
+    let line: serde_json::Value = serde_json::from_slice(&datasets.stdout).unwrap();
+    assert_eq!((line["dataset"].as_str(), line["accepted"].as_u64(), line["duplicates"].as_u64()), (Some("digits"), Some(5002), Some(1)));
+    let rejected = cvops(&data).args(["images", "--dataset", "digits", "--status", "rejected", "--json"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&rejected.stdout).lines().count(), 17);
+    let sevens = cvops(&data).args(["images", "--dataset", "digits", "--label", "7", "--status", "accepted"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&sevens.stdout).lines().count(), 500);
+
+    // Running it again starts afresh in the folder it made.
+    assert!(cvops(&data).arg("demo").output().unwrap().status.success());
+}
+
+#[test]
+fn the_demo_refuses_a_folder_it_did_not_make() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("precious.txt"), "keep me").unwrap();
+    let out = cvops(dir.path()).arg("demo").output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("did not make"));
+    assert!(dir.path().join("precious.txt").exists());
+}
+
+#[test]
+fn an_unknown_dataset_says_how_to_list_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cvops(dir.path()).args(["images", "--dataset", "nope"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cvops datasets"));
+}
