@@ -6,6 +6,7 @@
 //! decoders pad a cut-off file silently), and only then a full decode under `image::Limits`, inside
 //! `catch_unwind` so a decoder bug becomes `corrupt` instead of a crash.
 
+mod jpeg_luma;
 mod limits;
 mod sniff;
 mod structure;
@@ -103,6 +104,12 @@ fn inspect(data: &[u8], limits: &ValidationLimits, report: &mut ValidationReport
 }
 
 fn decode(data: &[u8], format: Format, limits: &ValidationLimits, report: &mut ValidationReport) -> Result<(), Rejection> {
+    if format == Format::Jpeg {
+        if let Some(stats) = jpeg_luma::validate(data, limits, report)? {
+            report.stats = Some(stats);
+            return Ok(());
+        }
+    }
     let mut reader = ImageReader::with_format(Cursor::new(data), format.image_format());
     reader.no_limits();
     let mut decoder = reader.into_decoder().map_err(|e| classify(e, format, data))?;
@@ -118,14 +125,14 @@ fn decode(data: &[u8], format: Format, limits: &ValidationLimits, report: &mut V
     structure::check_complete(data, format)?;
 
     decoder.set_limits(limits.image_limits()).map_err(|e| classify(e, format, data))?;
-    let image = DynamicImage::from_decoder(decoder).map_err(|e| classify(e, format, data))?;
-    report.stats = Some(ImageStats::of(&image.into_luma8()));
+    let grey = DynamicImage::from_decoder(decoder).map_err(|e| classify(e, format, data))?.into_luma8();
+    report.stats = Some(ImageStats::of(&grey));
     Ok(())
 }
 
 /// Maps a decoder error onto a reason code. The `image` crate folds many decoder errors into
 /// strings, so an early end of data is recognised by its io kind or, failing that, its wording.
-fn classify(error: ImageError, format: Format, data: &[u8]) -> Rejection {
+pub(super) fn classify(error: ImageError, format: Format, data: &[u8]) -> Rejection {
     let detail = error.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
     match &error {
         ImageError::Limits(_) => Rejection::new(

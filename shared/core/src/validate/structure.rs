@@ -68,7 +68,7 @@ fn jpeg(data: &[u8]) -> Result<(), Defect> {
         if marker == 0xDA {
             // Start of scan: skip the entropy-coded data up to the next marker.
             loop {
-                let at = data[i..].iter().position(|&b| b == 0xFF).ok_or(END)? + i;
+                let at = memchr::memchr(0xFF, &data[i..]).ok_or(END)? + i;
                 match *data.get(at + 1).ok_or(END)? {
                     0x00 | 0xD0..=0xD7 => i = at + 2,
                     0xFF => i = at + 1,
