@@ -3,3 +3,5 @@
 //! endpoint is configured). A suite takes a namespace so that runs never see each other's data.
 
 pub mod conformance;
+pub mod faults;
+pub mod moto;

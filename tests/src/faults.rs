@@ -1,0 +1,163 @@
+//! Fault injection for any port implementation: wrap it, then make its Nth call fail (throttled,
+//! as a real service would), or slow every call down. Used to show that a failure anywhere in a
+//! handler leaves nothing a retry cannot repair.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use cvops_core::ports::{Item, ListPage, ObjectMeta, ObjectStore, ObjectStoreError, Page, Table, TableError};
+
+/// What goes wrong, shared by every wrapper built on it, so calls are counted across ports.
+#[derive(Debug, Default)]
+pub struct FaultPlan {
+    calls: AtomicUsize,
+    failing: Mutex<BTreeSet<usize>>,
+    delay: Mutex<Option<Duration>>,
+}
+
+impl FaultPlan {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Calls so far, across all wrapped ports.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// The `n`th call from now (1-based) fails with a throttling error.
+    pub fn fail_call(&self, n: usize) {
+        let base = self.calls();
+        self.failing.lock().unwrap().insert(base + n);
+    }
+
+    /// Every call waits this long first.
+    pub fn delay_every_call(&self, delay: Duration) {
+        *self.delay.lock().unwrap() = Some(delay);
+    }
+
+    pub fn heal(&self) {
+        self.failing.lock().unwrap().clear();
+        *self.delay.lock().unwrap() = None;
+    }
+
+    /// Counts the call; `Some(message)` when it must fail.
+    async fn check(&self, operation: &str) -> Option<String> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let delay = *self.delay.lock().unwrap();
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+        self.failing.lock().unwrap().remove(&n).then(|| format!("injected throttling on call {n} ({operation})"))
+    }
+}
+
+#[derive(Debug)]
+pub struct FaultyObjectStore {
+    pub inner: Arc<dyn ObjectStore>,
+    pub plan: Arc<FaultPlan>,
+}
+
+fn store_fault(message: String) -> ObjectStoreError {
+    ObjectStoreError::Backend { message, retryable: true, source: None }
+}
+
+#[async_trait]
+impl ObjectStore for FaultyObjectStore {
+    async fn put(&self, bucket: &str, key: &str, data: Bytes) -> Result<ObjectMeta, ObjectStoreError> {
+        match self.plan.check("put").await {
+            Some(m) => Err(store_fault(m)),
+            None => self.inner.put(bucket, key, data).await,
+        }
+    }
+    async fn get(&self, bucket: &str, key: &str, max_bytes: u64) -> Result<Bytes, ObjectStoreError> {
+        match self.plan.check("get").await {
+            Some(m) => Err(store_fault(m)),
+            None => self.inner.get(bucket, key, max_bytes).await,
+        }
+    }
+    async fn head(&self, bucket: &str, key: &str) -> Result<ObjectMeta, ObjectStoreError> {
+        match self.plan.check("head").await {
+            Some(m) => Err(store_fault(m)),
+            None => self.inner.head(bucket, key).await,
+        }
+    }
+    async fn list(&self, bucket: &str, prefix: &str, cursor: Option<String>) -> Result<ListPage, ObjectStoreError> {
+        match self.plan.check("list").await {
+            Some(m) => Err(store_fault(m)),
+            None => self.inner.list(bucket, prefix, cursor).await,
+        }
+    }
+    async fn copy(&self, from_bucket: &str, from_key: &str, to_bucket: &str, to_key: &str) -> Result<(), ObjectStoreError> {
+        match self.plan.check("copy").await {
+            Some(m) => Err(store_fault(m)),
+            None => self.inner.copy(from_bucket, from_key, to_bucket, to_key).await,
+        }
+    }
+    async fn delete(&self, bucket: &str, key: &str) -> Result<(), ObjectStoreError> {
+        match self.plan.check("delete").await {
+            Some(m) => Err(store_fault(m)),
+            None => self.inner.delete(bucket, key).await,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct FaultyTable {
+    pub inner: Arc<dyn Table>,
+    pub plan: Arc<FaultPlan>,
+}
+
+fn table_fault(message: String) -> TableError {
+    TableError::Backend { message, retryable: true, source: None }
+}
+
+#[async_trait]
+impl Table for FaultyTable {
+    async fn put(&self, item: Item) -> Result<u64, TableError> {
+        match self.plan.check("put").await {
+            Some(m) => Err(table_fault(m)),
+            None => self.inner.put(item).await,
+        }
+    }
+    async fn put_if_absent(&self, item: Item) -> Result<u64, TableError> {
+        match self.plan.check("put_if_absent").await {
+            Some(m) => Err(table_fault(m)),
+            None => self.inner.put_if_absent(item).await,
+        }
+    }
+    async fn put_if_version(&self, item: Item, expected_version: u64) -> Result<u64, TableError> {
+        match self.plan.check("put_if_version").await {
+            Some(m) => Err(table_fault(m)),
+            None => self.inner.put_if_version(item, expected_version).await,
+        }
+    }
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, TableError> {
+        match self.plan.check("get").await {
+            Some(m) => Err(table_fault(m)),
+            None => self.inner.get(pk, sk).await,
+        }
+    }
+    async fn query(&self, pk: &str, sk_prefix: &str, limit: usize, cursor: Option<String>) -> Result<Page, TableError> {
+        match self.plan.check("query").await {
+            Some(m) => Err(table_fault(m)),
+            None => self.inner.query(pk, sk_prefix, limit, cursor).await,
+        }
+    }
+    async fn add(&self, pk: &str, sk: &str, field: &str, delta: i64) -> Result<i64, TableError> {
+        match self.plan.check("add").await {
+            Some(m) => Err(table_fault(m)),
+            None => self.inner.add(pk, sk, field, delta).await,
+        }
+    }
+    async fn delete(&self, pk: &str, sk: &str) -> Result<(), TableError> {
+        match self.plan.check("delete").await {
+            Some(m) => Err(table_fault(m)),
+            None => self.inner.delete(pk, sk).await,
+        }
+    }
+}

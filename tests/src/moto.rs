@@ -1,0 +1,75 @@
+//! The AWS-compatible endpoint the AWS adapters are tested against: `moto_server`, which
+//! `scripts/test-all.sh` installs, starts on a free loopback port and names in
+//! `CVOPS_TEST_AWS_ENDPOINT`. Without that variable the AWS tests say they were skipped, so plain
+//! `cargo test` stays hermetic. Every test makes its own uniquely named resources.
+
+use aws_config::retry::RetryConfig;
+use aws_config::BehaviorVersion;
+use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification};
+use aws_sdk_s3::config::{Credentials, Region};
+use aws_sdk_sqs::types::QueueAttributeName;
+use cvops_aws::{AwsConfig, TTL_ATTRIBUTE};
+
+pub const ENDPOINT_VAR: &str = "CVOPS_TEST_AWS_ENDPOINT";
+
+/// The SDK configuration for the test endpoint, or `None` (after saying so) when none is set.
+pub async fn config(test: &str) -> Option<AwsConfig> {
+    let Ok(endpoint) = std::env::var(ENDPOINT_VAR) else {
+        eprintln!("skipped {test}: {ENDPOINT_VAR} is not set (scripts/test-all.sh starts moto_server and sets it)");
+        return None;
+    };
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "cvops-tests"))
+        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .timeout_config(AwsConfig::timeouts())
+        .load()
+        .await;
+    Some(AwsConfig { sdk, s3_path_style: true })
+}
+
+/// A name no other test run uses (S3 bucket rules: lowercase, digits and hyphens).
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+pub async fn create_bucket(aws: &AwsConfig, name: &str) {
+    aws.s3().create_bucket().bucket(name).send().await.expect("CreateBucket");
+}
+
+/// The single table as the template declares it: string keys pk and sk, on demand, TTL on
+/// `expires_at`.
+pub async fn create_table(aws: &AwsConfig, name: &str) {
+    let ddb = aws.dynamodb();
+    let key = |name: &str, key_type| KeySchemaElement::builder().attribute_name(name).key_type(key_type).build().unwrap();
+    let attr = |name: &str| AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build().unwrap();
+    ddb.create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .attribute_definitions(attr("pk"))
+        .attribute_definitions(attr("sk"))
+        .send()
+        .await
+        .expect("CreateTable");
+    ddb.update_time_to_live()
+        .table_name(name)
+        .time_to_live_specification(TimeToLiveSpecification::builder().attribute_name(TTL_ATTRIBUTE).enabled(true).build().unwrap())
+        .send()
+        .await
+        .expect("UpdateTimeToLive");
+}
+
+/// A queue that redrives to a dead-letter queue after `max_receives`; returns both URLs.
+pub async fn create_queue_with_dead_letter(aws: &AwsConfig, name: &str, max_receives: u32) -> (String, String) {
+    let sqs = aws.sqs();
+    let dlq = sqs.create_queue().queue_name(format!("{name}-dlq")).send().await.expect("CreateQueue (dlq)");
+    let dlq_url = dlq.queue_url().unwrap().to_owned();
+    let attrs = sqs.get_queue_attributes().queue_url(&dlq_url).attribute_names(QueueAttributeName::QueueArn).send().await.unwrap();
+    let dlq_arn = attrs.attributes().unwrap()[&QueueAttributeName::QueueArn].clone();
+    let redrive = format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{max_receives}"}}"#);
+    let queue = sqs.create_queue().queue_name(name).attributes(QueueAttributeName::RedrivePolicy, redrive).send().await.expect("CreateQueue");
+    (queue.queue_url().unwrap().to_owned(), dlq_url)
+}

@@ -1,0 +1,156 @@
+//! Fault tolerance: a failure at any single port call in the middle of ingest leaves nothing a
+//! retry cannot repair, and loses nothing. For each scenario, a clean run counts the port calls
+//! and records the final state; then, for every call k, a fresh run fails exactly call k (with a
+//! throttling error), the event is retried as Lambda would, and the final state must equal the
+//! clean run's.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use aws_lambda_events::s3::S3Event;
+use bytes::Bytes;
+use cvops_core::catalog::{band_pk, bands, dataset_pk, ImageRecord, DATASETS_PK};
+use cvops_core::clock::SystemClock;
+use cvops_core::ports::{ObjectStore, ObjectStoreExt, TableExt};
+use cvops_ingest::{Ingest, IngestConfig, IngestEvent};
+use cvops_local::{open_database, FsObjectStore, SqliteTable};
+use cvops_tests::faults::{FaultPlan, FaultyObjectStore, FaultyTable};
+use serde_json::Value;
+
+const RAW: &str = "raw";
+const STORE: &str = "store";
+const PUT: &[u8] = include_bytes!("../../events/s3-put.json");
+const DIGIT: &[u8] = include_bytes!("../../samplesets/digits/train/0/0000.png");
+const OTHER: &[u8] = include_bytes!("../../samplesets/digits/train/4/0000.png");
+
+struct Env {
+    _dir: tempfile::TempDir,
+    objects: Arc<FsObjectStore>,
+    table: Arc<SqliteTable>,
+    plan: Arc<FaultPlan>,
+    ingest: Ingest,
+}
+
+fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(SystemClock);
+    let objects = Arc::new(FsObjectStore::new(dir.path().join("buckets")).unwrap());
+    let table = Arc::new(SqliteTable::open(open_database(&dir.path().join("db.sqlite")).unwrap(), clock.clone()).unwrap());
+    let plan = FaultPlan::new();
+    let ingest = Ingest::new(
+        Arc::new(FaultyObjectStore { inner: objects.clone(), plan: plan.clone() }),
+        Arc::new(FaultyTable { inner: table.clone(), plan: plan.clone() }),
+        clock,
+        IngestConfig::new(STORE),
+    );
+    Env { _dir: dir, objects, table, plan, ingest }
+}
+
+fn event(key: &str, sequencer: &str) -> IngestEvent {
+    let mut event: S3Event = serde_json::from_slice(PUT).unwrap();
+    let record = &mut event.records[0];
+    record.s3.bucket.name = Some(RAW.into());
+    record.s3.object.key = Some(key.into());
+    record.s3.object.sequencer = Some(sequencer.into());
+    record.s3.object.e_tag = None;
+    IngestEvent::Records(event)
+}
+
+/// Everything ingest may have written, versions and wall-clock times left out.
+async fn state(env: &Env) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    for bucket in [RAW, STORE] {
+        for meta in env.objects.list_all(bucket, "").await.unwrap() {
+            let data = env.objects.get(bucket, &meta.key, 1 << 20).await.unwrap();
+            let value = match serde_json::from_slice::<Value>(&data) {
+                Ok(Value::Object(mut sidecar)) => {
+                    sidecar.remove("quarantined_at");
+                    Value::Object(sidecar)
+                }
+                _ => Value::String(format!("{} bytes", data.len())),
+            };
+            out.insert(format!("s3://{bucket}/{}", meta.key), value);
+        }
+    }
+    let mut partitions = vec![dataset_pk("digits"), DATASETS_PK.to_owned()];
+    for item in env.table.query_all(&dataset_pk("digits"), "IMG#").await.unwrap() {
+        let record: ImageRecord = item.to_record().unwrap();
+        if let Some(phash) = record.phash.and_then(|h| u64::from_str_radix(&h, 16).ok()) {
+            partitions.extend(bands(phash).iter().enumerate().map(|(band, value)| band_pk("digits", band, *value)));
+        }
+    }
+    for pk in partitions {
+        for mut item in env.table.query_all(&pk, "").await.unwrap() {
+            item.attrs.remove("created_at");
+            out.insert(format!("table/{}/{}", item.pk, item.sk), Value::Object(item.attrs));
+        }
+    }
+    out
+}
+
+/// Runs `setup` cleanly, then uploads `data` at `key` and ingests it with call `fail_at` failing
+/// (none for the clean run), retrying once if it failed. Returns the final state and the number
+/// of port calls the upload's first attempt made.
+async fn run(setup: &[(&str, &[u8])], key: &str, data: &[u8], fail_at: Option<usize>) -> (BTreeMap<String, Value>, usize) {
+    let env = env();
+    for (i, (setup_key, setup_data)) in setup.iter().enumerate() {
+        env.objects.put(RAW, setup_key, Bytes::copy_from_slice(setup_data)).await.unwrap();
+        env.ingest.handle(&event(setup_key, &format!("00A{i}"))).await.unwrap();
+    }
+    env.objects.put(RAW, key, Bytes::copy_from_slice(data)).await.unwrap();
+    let before = env.plan.calls();
+    if let Some(k) = fail_at {
+        env.plan.fail_call(k);
+    }
+    let first = env.ingest.handle(&event(key, "00B0")).await;
+    let calls = env.plan.calls() - before;
+    if let Some(k) = fail_at {
+        let error = first.expect_err("the injected failure surfaces");
+        assert!(error.is_retryable(), "call {k}: a throttling error is retryable: {error}");
+        env.plan.heal();
+        env.ingest.handle(&event(key, "00B0")).await.unwrap_or_else(|e| panic!("call {k}: the retry fails: {e}"));
+    } else {
+        first.unwrap();
+    }
+    (state(&env).await, calls)
+}
+
+async fn every_failure_is_repaired_by_a_retry(setup: &[(&str, &[u8])], key: &str, data: &[u8]) -> usize {
+    let (clean, calls) = run(setup, key, data, None).await;
+    assert!(calls >= 4, "the clean run made {calls} calls");
+    for k in 1..=calls {
+        let (repaired, _) = run(setup, key, data, Some(k)).await;
+        assert_eq!(repaired, clean, "failing call {k} of {calls} left a different state after the retry");
+    }
+    calls
+}
+
+#[tokio::test]
+async fn a_failure_anywhere_while_accepting_an_image_is_repaired_by_a_retry() {
+    let calls = every_failure_is_repaired_by_a_retry(&[("datasets/digits/4/other.png", OTHER)], "datasets/digits/0/first.png", DIGIT).await;
+    eprintln!("accepted image: every one of {calls} calls failed in turn");
+}
+
+#[tokio::test]
+async fn a_failure_anywhere_while_recording_a_duplicate_is_repaired_by_a_retry() {
+    every_failure_is_repaired_by_a_retry(&[("datasets/digits/0/first.png", DIGIT)], "datasets/digits/0/again.png", DIGIT).await;
+}
+
+#[tokio::test]
+async fn a_failure_anywhere_while_quarantining_is_repaired_by_a_retry_and_nothing_is_lost() {
+    let cut = &DIGIT[..DIGIT.len() / 2];
+    let (clean, calls) = run(&[], "datasets/digits/0/cut.png", cut, None).await;
+    assert!(!clean.contains_key("s3://raw/datasets/digits/0/cut.png"), "the original left the raw bucket");
+    assert_eq!(clean.keys().filter(|k| k.starts_with("s3://store/quarantine/datasets/digits/0/cut.png/")).count(), 2);
+    every_failure_is_repaired_by_a_retry(&[], "datasets/digits/0/cut.png", cut).await;
+    eprintln!("quarantine: every one of {calls} calls failed in turn");
+}
+
+#[tokio::test]
+async fn slow_ports_only_slow_ingest_down() {
+    let env = env();
+    env.plan.delay_every_call(std::time::Duration::from_millis(20));
+    env.objects.put(RAW, "datasets/digits/0/slow.png", Bytes::from_static(DIGIT)).await.unwrap();
+    let outcomes = env.ingest.handle(&event("datasets/digits/0/slow.png", "00C0")).await.unwrap();
+    assert!(matches!(outcomes[0], cvops_ingest::Outcome::Accepted { .. }), "{outcomes:?}");
+}
