@@ -29,6 +29,30 @@ pub async fn config(test: &str) -> Option<AwsConfig> {
     Some(AwsConfig { sdk, s3_path_style: true })
 }
 
+/// An IAM role, made with a plain IAM query request (moto does not check signatures; the tests
+/// need no IAM client otherwise). Returns its ARN.
+pub fn create_iam_role(name: &str) -> String {
+    use std::io::{Read, Write};
+    let endpoint = std::env::var(ENDPOINT_VAR).expect("the endpoint is set");
+    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let policy = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%5D%7D";
+    let body = format!("Action=CreateRole&Version=2010-05-08&RoleName={name}&AssumeRolePolicyDocument={policy}");
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential=testing/20261127/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = std::net::TcpStream::connect(host).expect("moto is listening");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "CreateRole failed: {response}");
+    let start = response.find("<Arn>").expect("the response names the role's ARN") + 5;
+    let end = response[start..].find("</Arn>").unwrap() + start;
+    response[start..end].to_owned()
+}
+
 /// A name no other test run uses (S3 bucket rules: lowercase, digits and hyphens).
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])

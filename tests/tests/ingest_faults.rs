@@ -133,7 +133,8 @@ async fn a_failure_anywhere_while_accepting_an_image_is_repaired_by_a_retry() {
 
 #[tokio::test]
 async fn a_failure_anywhere_while_recording_a_duplicate_is_repaired_by_a_retry() {
-    every_failure_is_repaired_by_a_retry(&[("datasets/digits/0/first.png", DIGIT)], "datasets/digits/0/again.png", DIGIT).await;
+    let calls = every_failure_is_repaired_by_a_retry(&[("datasets/digits/0/first.png", DIGIT)], "datasets/digits/0/again.png", DIGIT).await;
+    eprintln!("duplicate: every one of {calls} calls failed in turn");
 }
 
 #[tokio::test]
