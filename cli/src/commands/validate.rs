@@ -86,17 +86,9 @@ pub fn check_file(path: &Path, limits: &ValidationLimits) -> io::Result<Validati
     drop(data);
     let copied = io::copy(&mut file, &mut hasher)?;
     let size = limits.max_bytes + 1 + copied;
-    Ok(ValidationReport {
-        bytes: size,
-        sha256: hex::encode(hasher.finalize()),
-        format: None,
-        width: None,
-        height: None,
-        color_type: None,
-        bit_depth: None,
-        stats: None,
-        rejection: Some(ValidationReport::over_byte_limit(size, limits)),
-    })
+    let mut report = ValidationReport::facts_unknown(size, hex::encode(hasher.finalize()));
+    report.rejection = Some(ValidationReport::over_byte_limit(size, limits));
+    Ok(report)
 }
 
 /// The stable JSON line: `path`, `valid`, `reason`, `message`, `format`, `width`, `height`,

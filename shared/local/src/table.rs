@@ -48,7 +48,6 @@ impl SqliteTable {
     /// Writes `item` in one immediate transaction, if `condition` accepts the stored version
     /// (`None` when absent or expired).
     fn write(&self, item: Item, condition: impl FnOnce(Option<u64>) -> bool) -> Result<u64, TableError> {
-        let attrs = serde_json::to_string(&item.attrs).map_err(|e| malformed(&item.pk, &item.sk, e))?;
         let mut conn = self.conn.lock().expect("table connection poisoned");
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(table_error)?;
         let stored = live_version(&tx, &item.pk, &item.sk, self.now_secs())?;
@@ -56,12 +55,7 @@ impl SqliteTable {
             return Err(TableError::Conflict { pk: item.pk, sk: item.sk });
         }
         let version = stored.unwrap_or(0) + 1;
-        tx.execute(
-            "INSERT INTO items (pk, sk, version, expires_at, attrs) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (pk, sk) DO UPDATE SET version = excluded.version, expires_at = excluded.expires_at, attrs = excluded.attrs",
-            params![item.pk, item.sk, version as i64, item.expires_at, attrs],
-        )
-        .map_err(table_error)?;
+        upsert(&tx, &item, version)?;
         tx.commit().map_err(table_error)?;
         Ok(version)
     }
@@ -80,6 +74,32 @@ fn live_version(conn: &rusqlite::Connection, pk: &str, sk: &str, now: i64) -> Re
     .optional()
     .map(|v| v.map(|v| v as u64))
     .map_err(table_error)
+}
+
+/// The item under (pk, sk) unless it has expired.
+fn live_item(conn: &rusqlite::Connection, pk: &str, sk: &str, now: i64) -> Result<Option<Item>, TableError> {
+    conn.query_row(
+        "SELECT pk, sk, version, expires_at, attrs FROM items
+         WHERE pk = ?1 AND sk = ?2 AND (expires_at IS NULL OR expires_at > ?3)",
+        params![pk, sk, now],
+        row_to_item,
+    )
+    .optional()
+    .map_err(table_error)?
+    .map(to_item)
+    .transpose()
+}
+
+/// Inserts or replaces the whole item at `version`.
+fn upsert(conn: &rusqlite::Connection, item: &Item, version: u64) -> Result<(), TableError> {
+    let attrs = serde_json::to_string(&item.attrs).map_err(|e| malformed(&item.pk, &item.sk, e))?;
+    conn.execute(
+        "INSERT INTO items (pk, sk, version, expires_at, attrs) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (pk, sk) DO UPDATE SET version = excluded.version, expires_at = excluded.expires_at, attrs = excluded.attrs",
+        params![item.pk, item.sk, version as i64, item.expires_at, attrs],
+    )
+    .map_err(table_error)?;
+    Ok(())
 }
 
 fn row_to_item(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, i64, Option<i64>, String)> {
@@ -107,16 +127,7 @@ impl Table for SqliteTable {
 
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, TableError> {
         let conn = self.conn.lock().expect("table connection poisoned");
-        let row = conn
-            .query_row(
-                "SELECT pk, sk, version, expires_at, attrs FROM items
-                 WHERE pk = ?1 AND sk = ?2 AND (expires_at IS NULL OR expires_at > ?3)",
-                params![pk, sk, self.now_secs()],
-                row_to_item,
-            )
-            .optional()
-            .map_err(table_error)?;
-        row.map(to_item).transpose()
+        live_item(&conn, pk, sk, self.now_secs())
     }
 
     async fn query(&self, pk: &str, sk_prefix: &str, limit: usize, cursor: Option<String>) -> Result<Page, TableError> {
@@ -153,32 +164,14 @@ impl Table for SqliteTable {
     async fn add(&self, pk: &str, sk: &str, field: &str, delta: i64) -> Result<i64, TableError> {
         let mut conn = self.conn.lock().expect("table connection poisoned");
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(table_error)?;
-        let stored = tx
-            .query_row(
-                "SELECT pk, sk, version, expires_at, attrs FROM items
-                 WHERE pk = ?1 AND sk = ?2 AND (expires_at IS NULL OR expires_at > ?3)",
-                params![pk, sk, self.now_secs()],
-                row_to_item,
-            )
-            .optional()
-            .map_err(table_error)?;
-        let mut item = match stored {
-            Some(row) => to_item(row)?,
-            None => Item::new(pk, sk),
-        };
+        let mut item = live_item(&tx, pk, sk, self.now_secs())?.unwrap_or_else(|| Item::new(pk, sk));
         let current = match item.attrs.get(field) {
             None => 0,
             Some(value) => value.as_i64().ok_or_else(|| malformed(pk, sk, format!("counter {field} is not an integer")))?,
         };
         let value = current.checked_add(delta).ok_or_else(|| malformed(pk, sk, format!("counter {field} overflows")))?;
         item.attrs.insert(field.to_owned(), value.into());
-        let attrs = serde_json::to_string(&item.attrs).map_err(|e| malformed(pk, sk, e))?;
-        tx.execute(
-            "INSERT INTO items (pk, sk, version, expires_at, attrs) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (pk, sk) DO UPDATE SET version = excluded.version, expires_at = excluded.expires_at, attrs = excluded.attrs",
-            params![pk, sk, (item.version + 1) as i64, item.expires_at, attrs],
-        )
-        .map_err(table_error)?;
+        upsert(&tx, &item, item.version + 1)?;
         tx.commit().map_err(table_error)?;
         Ok(value)
     }

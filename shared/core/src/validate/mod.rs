@@ -43,6 +43,11 @@ pub struct ValidationReport {
 }
 
 impl ValidationReport {
+    /// A report with only the size and hash known yet.
+    pub fn facts_unknown(bytes: u64, sha256: String) -> Self {
+        Self { bytes, sha256, format: None, width: None, height: None, color_type: None, bit_depth: None, stats: None, rejection: None }
+    }
+
     pub fn is_valid(&self) -> bool {
         self.rejection.is_none()
     }
@@ -67,18 +72,7 @@ impl ValidationReport {
 
 /// Validates one file's bytes.
 pub fn validate(data: &[u8], limits: &ValidationLimits) -> ValidationReport {
-    let sha256 = hex::encode(Sha256::digest(data));
-    let mut report = ValidationReport {
-        bytes: data.len() as u64,
-        sha256,
-        format: None,
-        width: None,
-        height: None,
-        color_type: None,
-        bit_depth: None,
-        stats: None,
-        rejection: None,
-    };
+    let mut report = ValidationReport::facts_unknown(data.len() as u64, hex::encode(Sha256::digest(data)));
     if let Err(rejection) = inspect(data, limits, &mut report) {
         report.rejection = Some(rejection);
     }
