@@ -30,6 +30,16 @@ fn the_demo_uploads_both_sample_sets_and_prints_the_health_summary() {
     let sevens = cvops(&data).args(["images", "--dataset", "digits", "--label", "7", "--status", "accepted"]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&sevens.stdout).lines().count(), 500);
 
+    // A snapshot of what the demo uploaded: the same set twice gives the same id.
+    let snapshot = |data: &std::path::Path| {
+        let out = cvops(data).args(["snapshot", "--dataset", "digits", "--json"]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let (first, second) = (snapshot(&data), snapshot(&data));
+    assert_eq!(first["samples"].as_u64(), Some(5002));
+    assert_eq!(first["id"], second["id"], "content-addressed");
+
     // Running it again starts afresh in the folder it made.
     assert!(cvops(&data).arg("demo").output().unwrap().status.success());
 }

@@ -3,6 +3,7 @@
 pub mod catalog;
 pub mod demo;
 pub mod health;
+pub mod snapshot;
 pub mod upload;
 pub mod validate;
 
@@ -35,6 +36,8 @@ pub enum Command {
     Images(catalog::ImagesArgs),
     /// Print a dataset's health: counts per label and split, sizes, brightness, duplicates, rejections.
     Health(health::Args),
+    /// Freeze a dataset's accepted samples into an immutable snapshot with its feature baseline.
+    Snapshot(snapshot::Args),
     /// The tour: upload the digits sample set and the bad files into a fresh data directory and
     /// print the dataset's health.
     Demo(demo::Args),
@@ -48,6 +51,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Datasets(args) => catalog::datasets(&data_dir, args).await,
         Command::Images(args) => catalog::images(&data_dir, args).await,
         Command::Health(args) => health::run(&data_dir, args).await,
+        Command::Snapshot(args) => snapshot::run(&data_dir, args).await,
         Command::Demo(args) => {
             let demo_dir = cli.data_dir.clone().unwrap_or_else(|| PathBuf::from(demo::DEFAULT_DEMO_DIR));
             demo::run(&demo_dir, args).await

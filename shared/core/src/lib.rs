@@ -7,6 +7,7 @@
 //! - [`catalog`]: the catalog records ingest writes, and how they map onto table items.
 //! - [`ports`]: the small traits (object store, table, queue, job runner) that the functions are
 //!   written against; `cvops-local` and (later) `cvops-aws` implement them.
+//! - [`snapshot`]: immutable, content-addressed dataset snapshots with their feature baseline.
 //! - [`clock`]: time as a port, so expiry and ordering can be tested.
 //!
 //! Why the validator lives here and not in the ingest function: the CLI's `validate` command and
@@ -18,6 +19,7 @@ pub mod key;
 pub mod ports;
 pub mod reason;
 pub mod sequencer;
+pub mod snapshot;
 pub mod stats;
 pub mod validate;
 

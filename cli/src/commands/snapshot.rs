@@ -1,0 +1,44 @@
+//! `cvops snapshot --dataset D`: freeze the accepted samples of a dataset into an immutable,
+//! content-addressed snapshot (what training will read), with its feature baseline.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::anyhow;
+use cvops_core::key::Split;
+use cvops_core::snapshot;
+
+use super::catalog::dataset_names;
+use super::health::sparkline;
+use crate::platform::{LocalPlatform, STORE_BUCKET};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    pub dataset: String,
+    /// Print the snapshot descriptor as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
+    let (platform, _) = LocalPlatform::open(data_dir, LocalPlatform::ingest_config_from_env()?)?;
+    if !dataset_names(platform.table.as_ref()).await?.contains(&args.dataset) {
+        return Err(anyhow!("no dataset {:?}; `cvops datasets` lists them", args.dataset));
+    }
+    let created_at = platform.clock.now().to_rfc3339();
+    let snap = snapshot::create(platform.table.as_ref(), platform.objects.as_ref(), STORE_BUCKET, &args.dataset, created_at).await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&snap)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("snapshot {} of {}: {} samples, {} labels, {} manifest part(s)", snap.id, snap.dataset, snap.samples, snap.labels.len(), snap.parts.len());
+    let split_total = |split: Split| snap.counts.values().map(|s| s.get(&split).copied().unwrap_or(0)).sum::<u64>();
+    println!("  train {}  val {}  test {}", split_total(Split::Train), split_total(Split::Val), split_total(Split::Test));
+    let show = |counts: &[u64]| sparkline(&counts.iter().map(|&c| c as usize).collect::<Vec<_>>());
+    println!("  baseline brightness |{}|", show(&snap.baseline.brightness.counts));
+    println!("  baseline contrast   |{}|", show(&snap.baseline.contrast.counts));
+    println!("  baseline sharpness  |{}|", show(&snap.baseline.sharpness.counts));
+    println!("  descriptor: {}/buckets/{STORE_BUCKET}/{}", data_dir.display(), snapshot::descriptor_key(&snap.dataset, &snap.id));
+    Ok(ExitCode::SUCCESS)
+}
