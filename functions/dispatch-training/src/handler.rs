@@ -1,0 +1,316 @@
+//! The dispatch-training handler: queue messages into runs and jobs; job state changes into run
+//! status.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use cvops_core::catalog::{dataset_pk, DATASETS_PK};
+use cvops_core::clock::Clock;
+use cvops_core::ports::{Item, JobRunner, JobSpec, JobsError, ObjectStore, Queue, QueueError, Table, TableError};
+use cvops_core::snapshot::{self, SnapshotError};
+use serde::{Deserialize, Serialize};
+use tracing::{info, instrument, warn};
+
+use crate::request::{RequestError, TrainingRequest};
+
+/// What the function is configured with, read once at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DispatchConfig {
+    pub store_bucket: String,
+    pub models_bucket: String,
+    /// Where refused requests go, with their reason.
+    pub dead_letter_queue: String,
+    /// The trainer's container image (the job definition's on AWS; recorded for lineage).
+    pub trainer_image: String,
+    /// The command the job runs; empty keeps the job definition's.
+    pub trainer_command: Vec<String>,
+    pub gpus: u32,
+    /// More environment for every job (the table's name, endpoints).
+    pub job_env: BTreeMap<String, String>,
+}
+
+/// Everything the function receives: training requests from SQS, or Batch's job state changes
+/// from EventBridge.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum DispatchEvent {
+    Sqs(SqsEvent),
+    JobStateChange(EventBridgeEvent<BatchJobDetail>),
+}
+
+/// The part of a "Batch Job State Change" event's detail the function reads.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchJobDetail {
+    pub job_id: String,
+    pub status: String,
+    #[serde(default)]
+    pub status_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RunStatus {
+    /// Recorded, job not yet submitted.
+    Pending,
+    Submitted,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl RunStatus {
+    fn from_batch(status: &str) -> Option<Self> {
+        match status {
+            "SUBMITTED" | "PENDING" | "RUNNABLE" | "STARTING" => Some(RunStatus::Submitted),
+            "RUNNING" => Some(RunStatus::Running),
+            "SUCCEEDED" => Some(RunStatus::Succeeded),
+            "FAILED" => Some(RunStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// One training run: pk `MODEL#<model>`, sk `RUN#<run id>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub model: String,
+    pub dataset: String,
+    pub snapshot: String,
+    /// One hyperparameter point per array child, in index order.
+    pub points: Vec<BTreeMap<String, f64>>,
+    pub reason: Option<String>,
+    pub status: RunStatus,
+    pub job_id: Option<String>,
+    pub status_reason: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+pub fn run_pk(model: &str) -> String {
+    format!("MODEL#{model}")
+}
+
+pub fn run_sk(run_id: &str) -> String {
+    format!("RUN#{run_id}")
+}
+
+fn job_pk(job_id: &str) -> String {
+    format!("JOB#{job_id}")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    /// The request can never succeed: dead-letter it.
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error("catalog: {0}")]
+    Table(#[from] TableError),
+    #[error("snapshot: {0}")]
+    Snapshot(SnapshotError),
+    #[error("job runner: {0}")]
+    Jobs(#[from] JobsError),
+    #[error("queue: {0}")]
+    Queue(#[from] QueueError),
+}
+
+impl From<SnapshotError> for DispatchError {
+    fn from(e: SnapshotError) -> Self {
+        match e {
+            SnapshotError::Empty(dataset) => DispatchError::Request(RequestError::EmptyDataset(dataset)),
+            SnapshotError::Table(e) => DispatchError::Table(e),
+            other => DispatchError::Snapshot(other),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Dispatch {
+    table: Arc<dyn Table>,
+    objects: Arc<dyn ObjectStore>,
+    queue: Arc<dyn Queue>,
+    jobs: Arc<dyn JobRunner>,
+    clock: Arc<dyn Clock>,
+    config: DispatchConfig,
+}
+
+impl Dispatch {
+    pub fn new(
+        table: Arc<dyn Table>,
+        objects: Arc<dyn ObjectStore>,
+        queue: Arc<dyn Queue>,
+        jobs: Arc<dyn JobRunner>,
+        clock: Arc<dyn Clock>,
+        config: DispatchConfig,
+    ) -> Self {
+        Self { table, objects, queue, jobs, clock, config }
+    }
+
+    pub async fn handle(&self, event: &DispatchEvent) -> Result<SqsBatchResponse, DispatchError> {
+        match event {
+            DispatchEvent::Sqs(event) => Ok(self.handle_messages(event).await),
+            DispatchEvent::JobStateChange(event) => {
+                self.job_state_changed(&event.detail).await?;
+                Ok(SqsBatchResponse::default())
+            }
+        }
+    }
+
+    /// Each message on its own: a refused request is dead-lettered with its reason and counts as
+    /// handled; a transient failure is a batch item failure, so SQS redelivers only that one.
+    pub async fn handle_messages(&self, event: &SqsEvent) -> SqsBatchResponse {
+        let mut response = SqsBatchResponse::default();
+        for message in &event.records {
+            let id = message.message_id.clone().unwrap_or_default();
+            let failed = match self.handle_message(message).await {
+                Ok(run) => {
+                    info!(run_id = %run.run_id, job_id = ?run.job_id, "training dispatched");
+                    false
+                }
+                Err(DispatchError::Request(refused)) => match self.dead_letter(message, &refused).await {
+                    Ok(()) => false,
+                    Err(e) => {
+                        warn!(error = %e, "could not dead-letter a refused request; SQS will redeliver it");
+                        true
+                    }
+                },
+                Err(e) => {
+                    warn!(error = %e, message_id = %id, "dispatch failed; SQS will redeliver the message");
+                    true
+                }
+            };
+            if failed {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id;
+                response.batch_item_failures.push(failure);
+            }
+        }
+        response
+    }
+
+    #[instrument(skip_all, fields(message_id = message.message_id.as_deref().unwrap_or_default()))]
+    async fn handle_message(&self, message: &SqsMessage) -> Result<RunRecord, DispatchError> {
+        let request = TrainingRequest::parse(message.body.as_deref().unwrap_or_default())?;
+        self.dispatch(&request).await
+    }
+
+    async fn dead_letter(&self, message: &SqsMessage, refused: &RequestError) -> Result<(), QueueError> {
+        warn!(code = refused.code(), reason = %refused, "training request refused; sent to the dead-letter queue");
+        let attributes = BTreeMap::from([
+            ("error_code".to_owned(), refused.code().to_owned()),
+            ("reason".to_owned(), refused.to_string()),
+            ("original_message_id".to_owned(), message.message_id.clone().unwrap_or_default()),
+        ]);
+        self.queue.send(&self.config.dead_letter_queue, message.body.as_deref().unwrap_or_default(), &attributes).await?;
+        Ok(())
+    }
+
+    /// Snapshot (if needed), record the run, submit its job. Safe to repeat.
+    pub async fn dispatch(&self, request: &TrainingRequest) -> Result<RunRecord, DispatchError> {
+        if self.table.get(DATASETS_PK, &request.dataset).await?.is_none() {
+            return Err(RequestError::UnknownDataset(request.dataset.clone()).into());
+        }
+        let snapshot_id = match &request.snapshot {
+            Some(id) => {
+                if self.table.get(&dataset_pk(&request.dataset), &snapshot::snapshot_sk(id)).await?.is_none() {
+                    return Err(RequestError::UnknownSnapshot { dataset: request.dataset.clone(), snapshot: id.clone() }.into());
+                }
+                id.clone()
+            }
+            None => {
+                let now = self.clock.now().to_rfc3339();
+                snapshot::create(self.table.as_ref(), self.objects.as_ref(), &self.config.store_bucket, &request.dataset, now).await?.id
+            }
+        };
+        let run_id = request.run_id();
+        let (pk, sk) = (run_pk(&request.model), run_sk(&run_id));
+        let now = self.clock.now().to_rfc3339();
+        let fresh = RunRecord {
+            run_id: run_id.clone(),
+            model: request.model.clone(),
+            dataset: request.dataset.clone(),
+            snapshot: snapshot_id,
+            points: request.points(),
+            reason: request.reason.clone(),
+            status: RunStatus::Pending,
+            job_id: None,
+            status_reason: None,
+            created_at: now.clone(),
+            updated_at: now,
+        };
+        let (mut run, version) = match self.table.put_if_absent(Item::from_record(&pk, &sk, &fresh)?).await {
+            Ok(version) => (fresh, version),
+            Err(TableError::Conflict { .. }) => {
+                let item = self.table.get(&pk, &sk).await?.ok_or_else(|| TableError::Conflict { pk: pk.clone(), sk: sk.clone() })?;
+                (item.to_record::<RunRecord>()?, item.version)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if run.job_id.is_some() {
+            info!(run_id = %run.run_id, "run already dispatched: a redelivered request");
+            return Ok(run);
+        }
+        let job_id = self.jobs.submit(&self.job_spec(&run)).await?;
+        self.table.put(Item::new(job_pk(&job_id), "RUN").with("model", run.model.clone()).with("run_id", run.run_id.clone())).await?;
+        run.job_id = Some(job_id);
+        run.status = RunStatus::Submitted;
+        run.updated_at = self.clock.now().to_rfc3339();
+        self.table.put_if_version(Item::from_record(&pk, &sk, &run)?, version).await?;
+        Ok(run)
+    }
+
+    /// What the trainer job gets: the run, the snapshot to read, where to write the model, and
+    /// the hyperparameter points (a child of an array job takes `AWS_BATCH_JOB_ARRAY_INDEX`).
+    pub fn job_spec(&self, run: &RunRecord) -> JobSpec {
+        let mut env = self.config.job_env.clone();
+        env.extend([
+            ("CVOPS_RUN_ID".to_owned(), run.run_id.clone()),
+            ("CVOPS_MODEL".to_owned(), run.model.clone()),
+            ("CVOPS_DATASET".to_owned(), run.dataset.clone()),
+            ("CVOPS_SNAPSHOT".to_owned(), run.snapshot.clone()),
+            ("CVOPS_SNAPSHOT_DESCRIPTOR".to_owned(), snapshot::descriptor_key(&run.dataset, &run.snapshot)),
+            ("CVOPS_STORE_BUCKET".to_owned(), self.config.store_bucket.clone()),
+            ("CVOPS_MODELS_BUCKET".to_owned(), self.config.models_bucket.clone()),
+            ("CVOPS_HYPERPARAMETER_POINTS".to_owned(), serde_json::to_string(&run.points).expect("points serialise")),
+        ]);
+        JobSpec {
+            name: format!("{}-{}", run.model, run.run_id),
+            image: self.config.trainer_image.clone(),
+            command: self.config.trainer_command.clone(),
+            env,
+            gpus: self.config.gpus,
+            array_size: run.points.len().max(1) as u32,
+        }
+    }
+
+    /// Moves the run forward to the job's state; never backwards (events arrive out of order).
+    #[instrument(skip_all, fields(job_id = %detail.job_id, status = %detail.status))]
+    pub async fn job_state_changed(&self, detail: &BatchJobDetail) -> Result<Option<RunRecord>, DispatchError> {
+        let Some(status) = RunStatus::from_batch(&detail.status) else { return Ok(None) };
+        let Some(index) = self.table.get(&job_pk(&detail.job_id), "RUN").await? else {
+            info!("not a cvops run's job (or an array child): ignored");
+            return Ok(None);
+        };
+        let (model, run_id) = (index.str_attr("model").unwrap_or_default().to_owned(), index.str_attr("run_id").unwrap_or_default().to_owned());
+        let (pk, sk) = (run_pk(&model), run_sk(&run_id));
+        for _ in 0..5 {
+            let Some(item) = self.table.get(&pk, &sk).await? else { return Ok(None) };
+            let mut run: RunRecord = item.to_record()?;
+            if run.status >= RunStatus::Succeeded || status <= run.status {
+                return Ok(Some(run));
+            }
+            run.status = status;
+            run.status_reason = detail.status_reason.clone();
+            run.updated_at = self.clock.now().to_rfc3339();
+            match self.table.put_if_version(Item::from_record(&pk, &sk, &run)?, item.version).await {
+                Ok(_) => return Ok(Some(run)),
+                Err(TableError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(TableError::Conflict { pk, sk }.into())
+    }
+}
