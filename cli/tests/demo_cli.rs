@@ -24,7 +24,10 @@ fn the_demo_uploads_both_sample_sets_and_prints_the_health_summary() {
     // The catalog commands read what the demo wrote.
     let datasets = cvops(&data).args(["datasets", "--json"]).output().unwrap();
     let line: serde_json::Value = serde_json::from_slice(&datasets.stdout).unwrap();
-    assert_eq!((line["dataset"].as_str(), line["accepted"].as_u64(), line["duplicates"].as_u64()), (Some("digits"), Some(5002), Some(1)));
+    assert_eq!(
+        (line["dataset"].as_str(), line["accepted"].as_u64(), line["duplicates"].as_u64()),
+        (Some("digits"), Some(5002), Some(1))
+    );
     let rejected = cvops(&data).args(["images", "--dataset", "digits", "--status", "rejected", "--json"]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&rejected.stdout).lines().count(), 17);
     let sevens = cvops(&data).args(["images", "--dataset", "digits", "--label", "7", "--status", "accepted"]).output().unwrap();

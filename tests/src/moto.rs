@@ -3,9 +3,19 @@
 //! `CVOPS_TEST_AWS_ENDPOINT`. Without that variable the AWS tests say they were skipped, so plain
 //! `cargo test` stays hermetic. Every test makes its own uniquely named resources.
 
+use std::sync::{Arc, Mutex};
+
 use aws_config::retry::RetryConfig;
 use aws_config::BehaviorVersion;
-use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification};
+use aws_sdk_batch::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_batch::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_batch::error::BoxError;
+use aws_sdk_batch::types::{
+    CeState, CeType, ComputeEnvironmentOrder, ContainerProperties, JobDefinitionType, JqState, ResourceRequirement, ResourceType,
+};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification,
+};
 use aws_sdk_s3::config::{Credentials, Region};
 use aws_sdk_sqs::types::QueueAttributeName;
 use cvops_aws::{AwsConfig, TTL_ATTRIBUTE};
@@ -67,7 +77,8 @@ pub async fn create_bucket(aws: &AwsConfig, name: &str) {
 pub async fn create_table(aws: &AwsConfig, name: &str) {
     let ddb = aws.dynamodb();
     let key = |name: &str, key_type| KeySchemaElement::builder().attribute_name(name).key_type(key_type).build().unwrap();
-    let attr = |name: &str| AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build().unwrap();
+    let attr =
+        |name: &str| AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build().unwrap();
     ddb.create_table()
         .table_name(name)
         .billing_mode(BillingMode::PayPerRequest)
@@ -80,7 +91,9 @@ pub async fn create_table(aws: &AwsConfig, name: &str) {
         .expect("CreateTable");
     ddb.update_time_to_live()
         .table_name(name)
-        .time_to_live_specification(TimeToLiveSpecification::builder().attribute_name(TTL_ATTRIBUTE).enabled(true).build().unwrap())
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder().attribute_name(TTL_ATTRIBUTE).enabled(true).build().unwrap(),
+        )
         .send()
         .await
         .expect("UpdateTimeToLive");
@@ -91,9 +104,101 @@ pub async fn create_queue_with_dead_letter(aws: &AwsConfig, name: &str, max_rece
     let sqs = aws.sqs();
     let dlq = sqs.create_queue().queue_name(format!("{name}-dlq")).send().await.expect("CreateQueue (dlq)");
     let dlq_url = dlq.queue_url().unwrap().to_owned();
-    let attrs = sqs.get_queue_attributes().queue_url(&dlq_url).attribute_names(QueueAttributeName::QueueArn).send().await.unwrap();
+    let attrs =
+        sqs.get_queue_attributes().queue_url(&dlq_url).attribute_names(QueueAttributeName::QueueArn).send().await.unwrap();
     let dlq_arn = attrs.attributes().unwrap()[&QueueAttributeName::QueueArn].clone();
     let redrive = format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{max_receives}"}}"#);
-    let queue = sqs.create_queue().queue_name(name).attributes(QueueAttributeName::RedrivePolicy, redrive).send().await.expect("CreateQueue");
+    let queue = sqs
+        .create_queue()
+        .queue_name(name)
+        .attributes(QueueAttributeName::RedrivePolicy, redrive)
+        .send()
+        .await
+        .expect("CreateQueue");
     (queue.queue_url().unwrap().to_owned(), dlq_url)
+}
+
+/// A Batch job queue on an unmanaged compute environment, and a container job definition for the
+/// trainer image, as the template will declare them. Returns (queue ARN, definition ARN).
+pub async fn create_batch_queue(aws: &AwsConfig, name: &str) -> (String, String) {
+    let batch = aws.batch();
+    let role = create_iam_role(name);
+    let environment = batch
+        .create_compute_environment()
+        .compute_environment_name(name)
+        .r#type(CeType::Unmanaged)
+        .state(CeState::Enabled)
+        .service_role(role)
+        .send()
+        .await
+        .expect("CreateComputeEnvironment");
+    let queue = batch
+        .create_job_queue()
+        .job_queue_name(name)
+        .state(JqState::Enabled)
+        .priority(1)
+        .compute_environment_order(
+            ComputeEnvironmentOrder::builder()
+                .order(1)
+                .compute_environment(environment.compute_environment_arn().unwrap())
+                .build(),
+        )
+        .send()
+        .await
+        .expect("CreateJobQueue");
+    let definition = batch
+        .register_job_definition()
+        .job_definition_name(name)
+        .r#type(JobDefinitionType::Container)
+        .container_properties(
+            ContainerProperties::builder()
+                .image("123456789012.dkr.ecr.us-east-1.amazonaws.com/cvops-trainer:latest")
+                .resource_requirements(ResourceRequirement::builder().r#type(ResourceType::Vcpu).value("4").build())
+                .resource_requirements(ResourceRequirement::builder().r#type(ResourceType::Memory).value("16384").build())
+                .build(),
+        )
+        .send()
+        .await
+        .expect("RegisterJobDefinition");
+    (queue.job_queue_arn().unwrap().to_owned(), definition.job_definition_arn().unwrap().to_owned())
+}
+
+/// Keeps the body of every request a Batch client sends: the wire truth where moto's
+/// DescribeJobs leaves fields out (retryStrategy, resourceRequirements).
+#[derive(Debug, Default, Clone)]
+pub struct Wiretap(pub Arc<Mutex<Vec<String>>>);
+
+impl Wiretap {
+    /// A Batch client that reports to this wiretap.
+    pub fn batch_client(&self, aws: &AwsConfig) -> aws_sdk_batch::Client {
+        aws_sdk_batch::Client::from_conf(aws_sdk_batch::config::Builder::from(&aws.sdk).interceptor(self.clone()).build())
+    }
+
+    /// The JSON body of the first SubmitJob request.
+    pub fn submit_job(&self) -> serde_json::Value {
+        let requests = self.0.lock().unwrap().clone();
+        let body = requests
+            .iter()
+            .find(|b| b.contains("\"jobQueue\"") && b.contains("\"jobDefinition\""))
+            .expect("a SubmitJob request was sent");
+        serde_json::from_str(body).unwrap()
+    }
+}
+
+impl Intercept for Wiretap {
+    fn name(&self) -> &'static str {
+        "Wiretap"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(body) = context.request().body().bytes() {
+            self.0.lock().unwrap().push(String::from_utf8_lossy(body).into_owned());
+        }
+        Ok(())
+    }
 }

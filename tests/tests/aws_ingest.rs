@@ -27,7 +27,9 @@ fn event(bucket: &str, encoded_key: &str, etag: &str, sequencer: &str) -> Ingest
 
 #[tokio::test]
 async fn ingest_on_aws_indexes_the_valid_image_and_quarantines_the_invalid_one_once() {
-    let Some(aws) = moto::config("ingest_on_aws_indexes_the_valid_image_and_quarantines_the_invalid_one_once").await else { return };
+    let Some(aws) = moto::config("ingest_on_aws_indexes_the_valid_image_and_quarantines_the_invalid_one_once").await else {
+        return;
+    };
     let (raw, store, table) = (moto::unique("raw"), moto::unique("store"), moto::unique("cvops"));
     moto::create_bucket(&aws, &raw).await;
     moto::create_bucket(&aws, &store).await;
@@ -38,7 +40,8 @@ async fn ingest_on_aws_indexes_the_valid_image_and_quarantines_the_invalid_one_o
     let good_key = "datasets/digits/train/7/seven été.png";
     let bad_key = "datasets/digits/train/7/cut short.png";
     let good = s3.put_object().bucket(&raw).key(good_key).body(ByteStream::from_static(DIGIT)).send().await.unwrap();
-    let bad = s3.put_object().bucket(&raw).key(bad_key).body(ByteStream::from_static(&DIGIT[..DIGIT.len() / 2])).send().await.unwrap();
+    let bad =
+        s3.put_object().bucket(&raw).key(bad_key).body(ByteStream::from_static(&DIGIT[..DIGIT.len() / 2])).send().await.unwrap();
     let good_event = event(&raw, "datasets/digits/train/7/seven+%C3%A9t%C3%A9.png", good.e_tag().unwrap(), "0065A1B2C3D4E5F601");
     let bad_event = event(&raw, "datasets/digits/train/7/cut+short.png", bad.e_tag().unwrap(), "0065A1B2C3D4E5F602");
 
@@ -72,7 +75,10 @@ async fn ingest_on_aws_indexes_the_valid_image_and_quarantines_the_invalid_one_o
     assert_eq!(good_item["width"].as_n().unwrap(), "28");
     assert_eq!(good_item["sha256"].as_s().unwrap().len(), 64);
     let bad_item = item(bad_key).await;
-    assert_eq!((bad_item["status"].as_s().unwrap().as_str(), bad_item["reason"].as_s().unwrap().as_str()), ("rejected", "truncated"));
+    assert_eq!(
+        (bad_item["status"].as_s().unwrap().as_str(), bad_item["reason"].as_s().unwrap().as_str()),
+        ("rejected", "truncated")
+    );
 
     // The quarantined object and its sidecar in the store bucket; the original gone from raw.
     let quarantined = s3.get_object().bucket(&store).key(quarantine_key).send().await.unwrap();

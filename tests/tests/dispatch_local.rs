@@ -47,7 +47,14 @@ async fn env() -> Env {
         gpus: 1,
         job_env: BTreeMap::from([("CVOPS_TABLE".to_owned(), "local".to_owned())]),
     };
-    let dispatch = Dispatch::new(platform.table.clone(), platform.objects.clone(), platform.queue.clone(), jobs.clone(), platform.clock.clone(), config);
+    let dispatch = Dispatch::new(
+        platform.table.clone(),
+        platform.objects.clone(),
+        platform.queue.clone(),
+        jobs.clone(),
+        platform.clock.clone(),
+        config,
+    );
     Env { dir, platform, jobs, dispatch }
 }
 
@@ -80,7 +87,10 @@ async fn a_sweep_request_snapshots_the_dataset_records_a_run_and_submits_one_arr
     let run = &runs[0];
     assert_eq!((run.status, run.dataset.as_str(), run.reason.as_deref()), (RunStatus::Submitted, "digits", Some("manual")));
     assert_eq!(run.points.len(), 3, "three learning rates");
-    assert!(env.platform.objects.get("store", &format!("snapshots/digits/{}.json", run.snapshot), 1 << 20).await.is_ok(), "the snapshot exists");
+    assert!(
+        env.platform.objects.get("store", &format!("snapshots/digits/{}.json", run.snapshot), 1 << 20).await.is_ok(),
+        "the snapshot exists"
+    );
 
     // The job ran as an array of three, each child with the run's environment.
     let job_id = run.job_id.clone().unwrap();
@@ -109,7 +119,13 @@ async fn the_same_request_delivered_twice_starts_one_run() {
     let runs = env.runs("m").await;
     assert_eq!(runs.len(), 1, "one run");
     // A deliberate repeat says so with a request id.
-    env.dispatch.handle(&sqs_event(r#"{"dataset": "digits", "model": "m", "hyperparameters": {"epochs": 2}, "request_id": "again"}"#, "third")).await.unwrap();
+    env.dispatch
+        .handle(&sqs_event(
+            r#"{"dataset": "digits", "model": "m", "hyperparameters": {"epochs": 2}, "request_id": "again"}"#,
+            "third",
+        ))
+        .await
+        .unwrap();
     assert_eq!(env.runs("m").await.len(), 2);
 }
 

@@ -28,8 +28,11 @@ fn samples() -> Vec<(String, Vec<u8>)> {
         let first = std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()).min().unwrap();
         out.push((first.display().to_string(), std::fs::read(first).unwrap()));
     }
-    let photo = DynamicImage::ImageRgb8(RgbImage::from_fn(120, 90, |x, y| image::Rgb([(x * 2) as u8, (y * 2) as u8, ((x * y) % 256) as u8])));
-    for format in [ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::WebP, ImageFormat::Gif, ImageFormat::Bmp, ImageFormat::Tiff] {
+    let photo = DynamicImage::ImageRgb8(RgbImage::from_fn(120, 90, |x, y| {
+        image::Rgb([(x * 2) as u8, (y * 2) as u8, ((x * y) % 256) as u8])
+    }));
+    for format in [ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::WebP, ImageFormat::Gif, ImageFormat::Bmp, ImageFormat::Tiff]
+    {
         let mut buf = Cursor::new(Vec::new());
         photo.write_to(&mut buf, format).unwrap();
         out.push((format!("{format:?}"), buf.into_inner()));

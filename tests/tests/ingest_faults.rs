@@ -127,13 +127,17 @@ async fn every_failure_is_repaired_by_a_retry(setup: &[(&str, &[u8])], key: &str
 
 #[tokio::test]
 async fn a_failure_anywhere_while_accepting_an_image_is_repaired_by_a_retry() {
-    let calls = every_failure_is_repaired_by_a_retry(&[("datasets/digits/4/other.png", OTHER)], "datasets/digits/0/first.png", DIGIT).await;
+    let calls =
+        every_failure_is_repaired_by_a_retry(&[("datasets/digits/4/other.png", OTHER)], "datasets/digits/0/first.png", DIGIT)
+            .await;
     eprintln!("accepted image: every one of {calls} calls failed in turn");
 }
 
 #[tokio::test]
 async fn a_failure_anywhere_while_recording_a_duplicate_is_repaired_by_a_retry() {
-    let calls = every_failure_is_repaired_by_a_retry(&[("datasets/digits/0/first.png", DIGIT)], "datasets/digits/0/again.png", DIGIT).await;
+    let calls =
+        every_failure_is_repaired_by_a_retry(&[("datasets/digits/0/first.png", DIGIT)], "datasets/digits/0/again.png", DIGIT)
+            .await;
     eprintln!("duplicate: every one of {calls} calls failed in turn");
 }
 

@@ -51,7 +51,8 @@ fn event(template: &[u8], encoded_key: &str, sequencer: &str) -> IngestEvent {
 
 fn digit_png(seed: u8) -> Bytes {
     let img = GrayImage::from_fn(32, 32, |x, y| {
-        let v = ((x as u8).wrapping_mul(seed.wrapping_add(3)) ^ (y as u8).wrapping_mul(seed.wrapping_mul(7).wrapping_add(1))) & 0xF0;
+        let v =
+            ((x as u8).wrapping_mul(seed.wrapping_add(3)) ^ (y as u8).wrapping_mul(seed.wrapping_mul(7).wrapping_add(1))) & 0xF0;
         Luma([v])
     });
     let mut out = std::io::Cursor::new(Vec::new());
@@ -138,10 +139,17 @@ async fn an_invalid_upload_is_quarantined_with_its_reason_and_removed_from_raw()
     let outcome = f.upload(key, key, "00A1", whole.slice(..whole.len() / 2)).await;
     let Outcome::Rejected { reason, quarantine_key, .. } = outcome else { panic!("{outcome:?}") };
     assert_eq!(reason, ReasonCode::Truncated);
-    assert_eq!(f.objects.get(STORE, &quarantine_key, 1 << 20).await.unwrap(), whole.slice(..whole.len() / 2), "the bytes are kept");
+    assert_eq!(
+        f.objects.get(STORE, &quarantine_key, 1 << 20).await.unwrap(),
+        whole.slice(..whole.len() / 2),
+        "the bytes are kept"
+    );
     let sidecar: QuarantineSidecar =
         serde_json::from_slice(&f.objects.get(STORE, &quarantine_sidecar_key(&quarantine_key), 1 << 20).await.unwrap()).unwrap();
-    assert_eq!((sidecar.reason, sidecar.original_key.as_str(), sidecar.original_bucket.as_str()), (ReasonCode::Truncated, key, RAW));
+    assert_eq!(
+        (sidecar.reason, sidecar.original_key.as_str(), sidecar.original_bucket.as_str()),
+        (ReasonCode::Truncated, key, RAW)
+    );
     assert!(sidecar.message.contains("upload it again"), "{}", sidecar.message);
     assert!(!f.objects.exists(RAW, key).await.unwrap(), "the original is gone from the raw bucket");
     let (record, _) = f.record("digits", key).await.unwrap();

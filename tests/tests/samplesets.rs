@@ -61,7 +61,10 @@ async fn uploading_the_sample_sets_gives_every_file_its_expected_outcome() {
 
     let by_key: BTreeMap<String, _> =
         records(platform.table.as_ref(), "digits").await.unwrap().into_iter().map(|r| (r.key.clone(), r)).collect();
-    assert_eq!(by_key.values().filter(|r| r.status == ImageStatus::Accepted && r.label.as_deref() != Some("mixed")).count(), 5000);
+    assert_eq!(
+        by_key.values().filter(|r| r.status == ImageStatus::Accepted && r.label.as_deref() != Some("mixed")).count(),
+        5000
+    );
     for (path, _, ingest_code) in expected() {
         let key = format!("datasets/digits/{path}");
         let record = by_key.get(&key).unwrap_or_else(|| panic!("no record for {key}"));

@@ -43,7 +43,10 @@ impl Env {
 
     /// Five accepted digits over two labels and all splits, one exact duplicate, one rejection.
     async fn populate(&self) {
-        let digit = |label: &str, split: &str| std::fs::read(format!("{}/../samplesets/digits/{split}/{label}/{}", env!("CARGO_MANIFEST_DIR"), first(label, split))).unwrap();
+        let digit = |label: &str, split: &str| {
+            std::fs::read(format!("{}/../samplesets/digits/{split}/{label}/{}", env!("CARGO_MANIFEST_DIR"), first(label, split)))
+                .unwrap()
+        };
         self.upload("datasets/d/train/3/a.png", &digit("3", "train"), "01").await;
         self.upload("datasets/d/val/3/b.png", &digit("3", "val"), "02").await;
         self.upload("datasets/d/test/3/c.png", &digit("3", "test"), "03").await;
@@ -65,7 +68,8 @@ fn first(label: &str, split: &str) -> String {
 async fn a_snapshot_lists_the_accepted_samples_with_counts_and_a_baseline() {
     let env = env();
     env.populate().await;
-    let snap = snapshot::create(env.table.as_ref(), env.objects.as_ref(), "store", "d", "2026-11-27T00:00:00Z".into()).await.unwrap();
+    let snap =
+        snapshot::create(env.table.as_ref(), env.objects.as_ref(), "store", "d", "2026-11-27T00:00:00Z".into()).await.unwrap();
     assert_eq!(snap.samples, 5, "duplicates and rejections are not samples");
     assert_eq!(snap.labels, ["3", "8"]);
     assert_eq!(snap.counts["3"][&Split::Val], 1);
@@ -76,7 +80,16 @@ async fn a_snapshot_lists_the_accepted_samples_with_counts_and_a_baseline() {
     let mut lines = Vec::new();
     snapshot::for_each_line(env.objects.as_ref(), "store", &snap, |line| lines.push(line)).await.unwrap();
     let keys: Vec<_> = lines.iter().map(|l| l.key.as_str()).collect();
-    assert_eq!(keys, ["datasets/d/test/3/c.png", "datasets/d/train/3/a.png", "datasets/d/train/8/d.png", "datasets/d/train/8/e.png", "datasets/d/val/3/b.png"]);
+    assert_eq!(
+        keys,
+        [
+            "datasets/d/test/3/c.png",
+            "datasets/d/train/3/a.png",
+            "datasets/d/train/8/d.png",
+            "datasets/d/train/8/e.png",
+            "datasets/d/val/3/b.png"
+        ]
+    );
     assert!(lines.iter().all(|l| l.sha256.len() == 64));
 
     // The descriptor is stored, and the table lists the snapshot.
@@ -102,7 +115,12 @@ async fn the_same_accepted_set_gives_the_same_snapshot_and_a_change_a_new_one() 
     snapshot::for_each_line(env.objects.as_ref(), "store", &first, |_| streamed += 1).await.unwrap();
     assert_eq!(streamed, 5, "every part is read back in order");
 
-    env.upload("datasets/d/train/3/new.png", &std::fs::read(format!("{}/../samplesets/digits/train/5/{}", env!("CARGO_MANIFEST_DIR"), first_name("5"))).unwrap(), "08").await;
+    env.upload(
+        "datasets/d/train/3/new.png",
+        &std::fs::read(format!("{}/../samplesets/digits/train/5/{}", env!("CARGO_MANIFEST_DIR"), first_name("5"))).unwrap(),
+        "08",
+    )
+    .await;
     let changed = create(2).await.unwrap();
     assert_ne!(changed.id, first.id, "a new sample makes a new snapshot");
     assert_eq!(changed.samples, 6);

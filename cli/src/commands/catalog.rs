@@ -54,8 +54,12 @@ pub async fn datasets(data_dir: &Path, args: DatasetsArgs) -> anyhow::Result<Exi
         let records = records(platform.table.as_ref(), &name).await?;
         let count = |status| records.iter().filter(|r| r.status == status).count();
         let near = records.iter().filter(|r| r.status == ImageStatus::Accepted && r.near_duplicate_of.is_some()).count();
-        let (accepted, dups, rejected, deleted) =
-            (count(ImageStatus::Accepted), count(ImageStatus::Duplicate), count(ImageStatus::Rejected), count(ImageStatus::Deleted));
+        let (accepted, dups, rejected, deleted) = (
+            count(ImageStatus::Accepted),
+            count(ImageStatus::Duplicate),
+            count(ImageStatus::Rejected),
+            count(ImageStatus::Deleted),
+        );
         if args.json {
             let line = serde_json::json!({"dataset": name, "accepted": accepted, "near_duplicates": near,
                 "duplicates": dups, "rejected": rejected, "deleted": deleted});
@@ -72,9 +76,10 @@ pub async fn images(data_dir: &Path, args: ImagesArgs) -> anyhow::Result<ExitCod
     if !dataset_names(platform.table.as_ref()).await?.contains(&args.dataset) {
         return Err(anyhow!("no dataset {:?}; `cvops datasets` lists them", args.dataset));
     }
-    let selected = records(platform.table.as_ref(), &args.dataset).await?.into_iter().filter(|r| {
-        args.label.as_ref().is_none_or(|l| r.label.as_ref() == Some(l)) && args.status.is_none_or(|s| r.status == s)
-    });
+    let selected = records(platform.table.as_ref(), &args.dataset)
+        .await?
+        .into_iter()
+        .filter(|r| args.label.as_ref().is_none_or(|l| r.label.as_ref() == Some(l)) && args.status.is_none_or(|s| r.status == s));
     for record in selected {
         if args.json {
             println!("{}", serde_json::to_string(&record)?);
@@ -85,11 +90,9 @@ pub async fn images(data_dir: &Path, args: ImagesArgs) -> anyhow::Result<ExitCod
                     None => String::new(),
                 },
                 ImageStatus::Duplicate => format!("same bytes as {}", record.duplicate_of.as_deref().unwrap_or("?")),
-                ImageStatus::Rejected => format!(
-                    "{}: {}",
-                    record.reason.map(|r| r.as_str()).unwrap_or("?"),
-                    record.message.as_deref().unwrap_or("")
-                ),
+                ImageStatus::Rejected => {
+                    format!("{}: {}", record.reason.map(|r| r.as_str()).unwrap_or("?"), record.message.as_deref().unwrap_or(""))
+                }
                 ImageStatus::Deleted => String::new(),
             };
             println!(

@@ -50,7 +50,10 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     println!("\nNext:");
     println!("  cvops --data-dir {dir} images --dataset digits --status rejected    # each rejection and what to do");
     println!("  cvops --data-dir {dir} images --dataset digits --status duplicate");
-    println!("  ls {}/buckets/{STORE_BUCKET}/quarantine                              # the rejected files, kept with a .reason.json", dir);
+    println!(
+        "  ls {}/buckets/{STORE_BUCKET}/quarantine                              # the rejected files, kept with a .reason.json",
+        dir
+    );
     println!("  cvops validate --json path/to/*.jpg                                  # check files before uploading");
     Ok(ExitCode::SUCCESS)
 }

@@ -13,7 +13,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "cvops", version, about = "Serverless CVOps, here on one machine: validate, index and deduplicate image datasets")]
+#[command(
+    name = "cvops",
+    version,
+    about = "Serverless CVOps, here on one machine: validate, index and deduplicate image datasets"
+)]
 pub struct Cli {
     /// Where the local platform keeps its buckets and database [default: .cvops, and
     /// .cvops-demo for `demo`].

@@ -27,12 +27,20 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         return Err(anyhow!("no dataset {:?}; `cvops datasets` lists them", args.dataset));
     }
     let created_at = platform.clock.now().to_rfc3339();
-    let snap = snapshot::create(platform.table.as_ref(), platform.objects.as_ref(), STORE_BUCKET, &args.dataset, created_at).await?;
+    let snap =
+        snapshot::create(platform.table.as_ref(), platform.objects.as_ref(), STORE_BUCKET, &args.dataset, created_at).await?;
     if args.json {
         println!("{}", serde_json::to_string(&snap)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("snapshot {} of {}: {} samples, {} labels, {} manifest part(s)", snap.id, snap.dataset, snap.samples, snap.labels.len(), snap.parts.len());
+    println!(
+        "snapshot {} of {}: {} samples, {} labels, {} manifest part(s)",
+        snap.id,
+        snap.dataset,
+        snap.samples,
+        snap.labels.len(),
+        snap.parts.len()
+    );
     let split_total = |split: Split| snap.counts.values().map(|s| s.get(&split).copied().unwrap_or(0)).sum::<u64>();
     println!("  train {}  val {}  test {}", split_total(Split::Train), split_total(Split::Val), split_total(Split::Test));
     let show = |counts: &[u64]| sparkline(&counts.iter().map(|&c| c as usize).collect::<Vec<_>>());

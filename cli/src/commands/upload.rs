@@ -91,9 +91,10 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
 /// The files under `dir`, sorted, hidden files and folders skipped.
 pub fn files_under(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
-    let walker = walkdir::WalkDir::new(dir).sort_by_file_name().into_iter().filter_entry(|e| {
-        e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.')
-    });
+    let walker = walkdir::WalkDir::new(dir)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
     for entry in walker {
         let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
         if entry.file_type().is_file() {

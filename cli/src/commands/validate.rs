@@ -36,7 +36,12 @@ pub struct LimitArgs {
 
 impl LimitArgs {
     pub fn limits(&self) -> ValidationLimits {
-        ValidationLimits { max_bytes: self.max_bytes, max_pixels: self.max_pixels, max_side: self.max_side, min_side: self.min_side }
+        ValidationLimits {
+            max_bytes: self.max_bytes,
+            max_pixels: self.max_pixels,
+            max_side: self.max_side,
+            min_side: self.min_side,
+        }
     }
 }
 

@@ -222,7 +222,9 @@ impl Dispatch {
             }
             None => {
                 let now = self.clock.now().to_rfc3339();
-                snapshot::create(self.table.as_ref(), self.objects.as_ref(), &self.config.store_bucket, &request.dataset, now).await?.id
+                snapshot::create(self.table.as_ref(), self.objects.as_ref(), &self.config.store_bucket, &request.dataset, now)
+                    .await?
+                    .id
             }
         };
         let run_id = request.run_id();
@@ -244,7 +246,8 @@ impl Dispatch {
         let (mut run, version) = match self.table.put_if_absent(Item::from_record(&pk, &sk, &fresh)?).await {
             Ok(version) => (fresh, version),
             Err(TableError::Conflict { .. }) => {
-                let item = self.table.get(&pk, &sk).await?.ok_or_else(|| TableError::Conflict { pk: pk.clone(), sk: sk.clone() })?;
+                let item =
+                    self.table.get(&pk, &sk).await?.ok_or_else(|| TableError::Conflict { pk: pk.clone(), sk: sk.clone() })?;
                 (item.to_record::<RunRecord>()?, item.version)
             }
             Err(e) => return Err(e.into()),
@@ -254,7 +257,9 @@ impl Dispatch {
             return Ok(run);
         }
         let job_id = self.jobs.submit(&self.job_spec(&run)).await?;
-        self.table.put(Item::new(job_pk(&job_id), "RUN").with("model", run.model.clone()).with("run_id", run.run_id.clone())).await?;
+        self.table
+            .put(Item::new(job_pk(&job_id), "RUN").with("model", run.model.clone()).with("run_id", run.run_id.clone()))
+            .await?;
         run.job_id = Some(job_id);
         run.status = RunStatus::Submitted;
         run.updated_at = self.clock.now().to_rfc3339();
@@ -294,7 +299,8 @@ impl Dispatch {
             info!("not a cvops run's job (or an array child): ignored");
             return Ok(None);
         };
-        let (model, run_id) = (index.str_attr("model").unwrap_or_default().to_owned(), index.str_attr("run_id").unwrap_or_default().to_owned());
+        let (model, run_id) =
+            (index.str_attr("model").unwrap_or_default().to_owned(), index.str_attr("run_id").unwrap_or_default().to_owned());
         let (pk, sk) = (run_pk(&model), run_sk(&run_id));
         for _ in 0..5 {
             let Some(item) = self.table.get(&pk, &sk).await? else { return Ok(None) };

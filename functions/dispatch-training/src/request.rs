@@ -86,7 +86,8 @@ fn check_value(name: &str, value: f64) -> Result<(), RequestError> {
 impl TrainingRequest {
     /// Parses and validates a message body.
     pub fn parse(body: &str) -> Result<Self, RequestError> {
-        let request: Self = serde_json::from_str(body).map_err(|e| RequestError::Malformed(format!("{e}; see events/training-request.json")))?;
+        let request: Self =
+            serde_json::from_str(body).map_err(|e| RequestError::Malformed(format!("{e}; see events/training-request.json")))?;
         request.validate()?;
         Ok(request)
     }
@@ -107,7 +108,9 @@ impl TrainingRequest {
         }
         let points: usize = self.sweep.values().map(Vec::len).product();
         if points > MAX_SWEEP_POINTS {
-            return Err(RequestError::BadHyperparameter(format!("the sweep has {points} points, over the {MAX_SWEEP_POINTS} one array job may have")));
+            return Err(RequestError::BadHyperparameter(format!(
+                "the sweep has {points} points, over the {MAX_SWEEP_POINTS} one array job may have"
+            )));
         }
         Ok(())
     }
@@ -175,9 +178,14 @@ mod tests {
 
     #[test]
     fn the_run_id_follows_the_content_and_the_request_id() {
-        let a = TrainingRequest::parse(r#"{"dataset": "d", "model": "m", "hyperparameters": {"epochs": 3, "batch_size": 8}}"#).unwrap();
-        let b = TrainingRequest::parse(r#"{"model": "m", "hyperparameters": {"batch_size": 8, "epochs": 3}, "dataset": "d"}"#).unwrap();
-        let c = TrainingRequest::parse(r#"{"dataset": "d", "model": "m", "hyperparameters": {"epochs": 3, "batch_size": 8}, "request_id": "x"}"#).unwrap();
+        let a = TrainingRequest::parse(r#"{"dataset": "d", "model": "m", "hyperparameters": {"epochs": 3, "batch_size": 8}}"#)
+            .unwrap();
+        let b = TrainingRequest::parse(r#"{"model": "m", "hyperparameters": {"batch_size": 8, "epochs": 3}, "dataset": "d"}"#)
+            .unwrap();
+        let c = TrainingRequest::parse(
+            r#"{"dataset": "d", "model": "m", "hyperparameters": {"epochs": 3, "batch_size": 8}, "request_id": "x"}"#,
+        )
+        .unwrap();
         assert_eq!(a.run_id(), b.run_id(), "field order does not matter");
         assert_ne!(a.run_id(), c.run_id(), "a request id makes a deliberate repeat a new run");
     }

@@ -9,5 +9,10 @@ use crate::{Ingest, IngestConfig};
 
 /// Ingest on S3 and the DynamoDB table `table`.
 pub fn on_aws(aws: &AwsConfig, table: &str, config: IngestConfig) -> Ingest {
-    Ingest::new(Arc::new(S3ObjectStore::new(aws.s3())), Arc::new(DynamoTable::new(aws.dynamodb(), table)), Arc::new(SystemClock), config)
+    Ingest::new(
+        Arc::new(S3ObjectStore::new(aws.s3())),
+        Arc::new(DynamoTable::new(aws.dynamodb(), table)),
+        Arc::new(SystemClock),
+        config,
+    )
 }

@@ -50,12 +50,32 @@ impl IngestError {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
-    Accepted { key: String, dataset: String, split: Split, near_duplicate_of: Option<String> },
-    Duplicate { key: String, dataset: String, duplicate_of: String },
-    Rejected { key: String, dataset: String, reason: ReasonCode, message: String, quarantine_key: String },
-    Deleted { key: String },
+    Accepted {
+        key: String,
+        dataset: String,
+        split: Split,
+        near_duplicate_of: Option<String>,
+    },
+    Duplicate {
+        key: String,
+        dataset: String,
+        duplicate_of: String,
+    },
+    Rejected {
+        key: String,
+        dataset: String,
+        reason: ReasonCode,
+        message: String,
+        quarantine_key: String,
+    },
+    Deleted {
+        key: String,
+    },
     /// Nothing changed: a replay, an event older than what is recorded, a test event.
-    Ignored { key: Option<String>, why: String },
+    Ignored {
+        key: Option<String>,
+        why: String,
+    },
 }
 
 /// The ingest function, over any object store and table.
@@ -88,7 +108,9 @@ impl Ingest {
         for record in records {
             let result = match Notice::try_from(record) {
                 Ok(notice) => self.handle_notice(&notice).await,
-                Err(NoticeError::OtherEvent(name)) => Ok(Outcome::Ignored { key: None, why: format!("event {name} is not handled") }),
+                Err(NoticeError::OtherEvent(name)) => {
+                    Ok(Outcome::Ignored { key: None, why: format!("event {name} is not handled") })
+                }
                 Err(e) => Err(e.into()),
             };
             match result {
@@ -159,7 +181,13 @@ impl Ingest {
             None if dataset != NO_DATASET => self.register_dataset(&dataset).await?,
             None => {}
         }
-        let mut record = ImageRecord::blank(&notice.key, &dataset, ImageStatus::Accepted, notice.sequencer.clone(), notice.event_time.to_rfc3339());
+        let mut record = ImageRecord::blank(
+            &notice.key,
+            &dataset,
+            ImageStatus::Accepted,
+            notice.sequencer.clone(),
+            notice.event_time.to_rfc3339(),
+        );
 
         let key = match ImageKey::parse(&notice.key) {
             Ok(key) => key,
@@ -322,7 +350,16 @@ impl Ingest {
             }
             Some((record, version)) => (record, Some(version)),
             // A tombstone, so that a late create event for the removed object cannot resurrect it.
-            None => (ImageRecord::blank(&notice.key, &dataset, ImageStatus::Deleted, notice.sequencer.clone(), notice.event_time.to_rfc3339()), None),
+            None => (
+                ImageRecord::blank(
+                    &notice.key,
+                    &dataset,
+                    ImageStatus::Deleted,
+                    notice.sequencer.clone(),
+                    notice.event_time.to_rfc3339(),
+                ),
+                None,
+            ),
         };
         record.sequencer = notice.sequencer.clone();
         if record.status == ImageStatus::Rejected {

@@ -93,7 +93,10 @@ mod tests {
 
     #[test]
     fn keys_are_form_decoded() {
-        assert_eq!(decode_key("datasets/cats/train/tabby/my+cat%C3%A9+%2B1.jpg").unwrap(), "datasets/cats/train/tabby/my caté +1.jpg");
+        assert_eq!(
+            decode_key("datasets/cats/train/tabby/my+cat%C3%A9+%2B1.jpg").unwrap(),
+            "datasets/cats/train/tabby/my caté +1.jpg"
+        );
         assert_eq!(decode_key("a%2Fb").unwrap(), "a/b");
         assert!(decode_key("bad%FF").is_err());
     }

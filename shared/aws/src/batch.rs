@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use aws_sdk_batch::error::SdkError;
 use aws_sdk_batch::types::{
-    ArrayProperties, ContainerOverrides, EvaluateOnExit, JobStatus as BatchStatus, KeyValuePair, ResourceRequirement, ResourceType,
-    RetryAction, RetryStrategy,
+    ArrayProperties, ContainerOverrides, EvaluateOnExit, JobStatus as BatchStatus, KeyValuePair, ResourceRequirement,
+    ResourceType, RetryAction, RetryStrategy,
 };
 use cvops_core::ports::{JobRunner, JobSpec, JobState, JobStatus, JobsError};
 
@@ -60,13 +60,15 @@ impl JobRunner for BatchJobRunner {
         }
         if spec.gpus > 0 {
             overrides = overrides.resource_requirements(
-                ResourceRequirement::builder()
-                    .r#type(ResourceType::Gpu)
-                    .value(spec.gpus.to_string())
-                    .build(),
+                ResourceRequirement::builder().r#type(ResourceType::Gpu).value(spec.gpus.to_string()).build(),
             );
         }
-        let name: String = spec.name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).take(128).collect();
+        let name: String = spec
+            .name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+            .take(128)
+            .collect();
         let mut request = self
             .client
             .submit_job()
@@ -80,7 +82,11 @@ impl JobRunner for BatchJobRunner {
             request = request.array_properties(ArrayProperties::builder().size(spec.array_size as i32).build());
         }
         let out = request.send().await.map_err(|e| backend("SubmitJob", e))?;
-        out.job_id().map(str::to_owned).ok_or_else(|| JobsError::Backend { message: "SubmitJob returned no job id".into(), retryable: false, source: None })
+        out.job_id().map(str::to_owned).ok_or_else(|| JobsError::Backend {
+            message: "SubmitJob returned no job id".into(),
+            retryable: false,
+            source: None,
+        })
     }
 
     async fn describe(&self, id: &str) -> Result<JobStatus, JobsError> {
@@ -92,6 +98,10 @@ impl JobRunner for BatchJobRunner {
             Some(BatchStatus::Failed) => JobState::Failed,
             _ => JobState::Submitted,
         };
-        Ok(JobStatus { id: id.to_owned(), state, reason: job.status_reason().map(str::to_owned).filter(|_| state == JobState::Failed) })
+        Ok(JobStatus {
+            id: id.to_owned(),
+            state,
+            reason: job.status_reason().map(str::to_owned).filter(|_| state == JobState::Failed),
+        })
     }
 }

@@ -37,7 +37,13 @@ impl DynamoTable {
     }
 
     /// PutItem under `condition`, writing `version`.
-    async fn put_conditionally(&self, item: Item, version: u64, condition: &str, values: HashMap<String, AttributeValue>) -> Result<u64, TableError> {
+    async fn put_conditionally(
+        &self,
+        item: Item,
+        version: u64,
+        condition: &str,
+        values: HashMap<String, AttributeValue>,
+    ) -> Result<u64, TableError> {
         let (pk, sk) = (item.pk.clone(), item.sk.clone());
         let mut attributes = to_attributes(&item)?;
         attributes.insert(VERSION.into(), number(version as i64));
@@ -109,7 +115,11 @@ fn to_attributes(item: &Item) -> Result<HashMap<String, AttributeValue>, TableEr
     let mut out = HashMap::with_capacity(item.attrs.len() + 4);
     for (name, value) in &item.attrs {
         if RESERVED.contains(&name.as_str()) {
-            return Err(TableError::Malformed { pk: item.pk.clone(), sk: item.sk.clone(), why: format!("attribute name {name} is reserved") });
+            return Err(TableError::Malformed {
+                pk: item.pk.clone(),
+                sk: item.sk.clone(),
+                why: format!("attribute name {name} is reserved"),
+            });
         }
         out.insert(name.clone(), to_attribute(value));
     }
@@ -164,8 +174,15 @@ impl Table for DynamoTable {
     }
 
     async fn put_if_version(&self, item: Item, expected_version: u64) -> Result<u64, TableError> {
-        let values = HashMap::from([(":v".to_owned(), number(expected_version as i64)), (":now".to_owned(), number(Self::now_secs()))]);
-        self.put_conditionally(item, expected_version + 1, "version = :v AND (attribute_not_exists(expires_at) OR expires_at > :now)", values).await
+        let values =
+            HashMap::from([(":v".to_owned(), number(expected_version as i64)), (":now".to_owned(), number(Self::now_secs()))]);
+        self.put_conditionally(
+            item,
+            expected_version + 1,
+            "version = :v AND (attribute_not_exists(expires_at) OR expires_at > :now)",
+            values,
+        )
+        .await
     }
 
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, TableError> {
@@ -184,7 +201,8 @@ impl Table for DynamoTable {
     }
 
     async fn query(&self, pk: &str, sk_prefix: &str, limit: usize, cursor: Option<String>) -> Result<Page, TableError> {
-        let mut values = HashMap::from([(":pk".to_owned(), AttributeValue::S(pk.to_owned())), (":now".to_owned(), number(Self::now_secs()))]);
+        let mut values =
+            HashMap::from([(":pk".to_owned(), AttributeValue::S(pk.to_owned())), (":now".to_owned(), number(Self::now_secs()))]);
         // begins_with refuses an empty string: an empty prefix is the whole partition.
         let key_condition = if sk_prefix.is_empty() {
             "pk = :pk"
@@ -192,7 +210,8 @@ impl Table for DynamoTable {
             values.insert(":prefix".into(), AttributeValue::S(sk_prefix.to_owned()));
             "pk = :pk AND begins_with(sk, :prefix)"
         };
-        let start = cursor.map(|sk| HashMap::from([(PK.to_owned(), AttributeValue::S(pk.to_owned())), (SK.to_owned(), AttributeValue::S(sk))]));
+        let start = cursor
+            .map(|sk| HashMap::from([(PK.to_owned(), AttributeValue::S(pk.to_owned())), (SK.to_owned(), AttributeValue::S(sk))]));
         let out = self
             .client
             .query()
@@ -233,11 +252,9 @@ impl Table for DynamoTable {
             .send()
             .await
             .map_err(|e| backend("UpdateItem", e))?;
-        out.attributes()
-            .and_then(|a| a.get(field))
-            .and_then(|v| v.as_n().ok())
-            .and_then(|n| n.parse::<i64>().ok())
-            .ok_or_else(|| TableError::Malformed { pk: pk.into(), sk: sk.into(), why: format!("ADD returned no number for {field}") })
+        out.attributes().and_then(|a| a.get(field)).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok()).ok_or_else(
+            || TableError::Malformed { pk: pk.into(), sk: sk.into(), why: format!("ADD returned no number for {field}") },
+        )
     }
 
     async fn delete(&self, pk: &str, sk: &str) -> Result<(), TableError> {

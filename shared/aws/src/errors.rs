@@ -11,8 +11,14 @@ pub(crate) fn is_retryable<E: ProvideErrorMetadata, R: std::fmt::Debug>(error: &
             code.contains("Throttl")
                 || matches!(
                     code,
-                    "SlowDown" | "RequestLimitExceeded" | "ProvisionedThroughputExceededException" | "InternalError"
-                        | "InternalServerError" | "ServiceUnavailable" | "RequestTimeout" | "TransactionConflictException"
+                    "SlowDown"
+                        | "RequestLimitExceeded"
+                        | "ProvisionedThroughputExceededException"
+                        | "InternalError"
+                        | "InternalServerError"
+                        | "ServiceUnavailable"
+                        | "RequestTimeout"
+                        | "TransactionConflictException"
                 )
         }
         _ => false,
@@ -25,11 +31,9 @@ pub(crate) fn describe<E: ProvideErrorMetadata + std::error::Error + 'static, R:
     error: &SdkError<E, R>,
 ) -> String {
     match error {
-        SdkError::ServiceError(e) => format!(
-            "{operation}: {}: {}",
-            e.err().code().unwrap_or("unknown"),
-            e.err().message().unwrap_or("no message")
-        ),
+        SdkError::ServiceError(e) => {
+            format!("{operation}: {}: {}", e.err().code().unwrap_or("unknown"), e.err().message().unwrap_or("no message"))
+        }
         other => format!("{operation}: {}", aws_smithy_types::error::display::DisplayErrorContext(other)),
     }
 }

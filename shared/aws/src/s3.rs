@@ -24,7 +24,11 @@ where
     E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    ObjectStoreError::Backend { message: describe(operation, &error), retryable: is_retryable(&error), source: Some(Box::new(error)) }
+    ObjectStoreError::Backend {
+        message: describe(operation, &error),
+        retryable: is_retryable(&error),
+        source: Some(Box::new(error)),
+    }
 }
 
 fn not_found(bucket: &str, key: &str) -> ObjectStoreError {
@@ -141,7 +145,8 @@ impl ObjectStore for S3ObjectStore {
     }
 
     async fn copy(&self, from_bucket: &str, from_key: &str, to_bucket: &str, to_key: &str) -> Result<(), ObjectStoreError> {
-        match self.client.copy_object().copy_source(copy_source(from_bucket, from_key)).bucket(to_bucket).key(to_key).send().await {
+        match self.client.copy_object().copy_source(copy_source(from_bucket, from_key)).bucket(to_bucket).key(to_key).send().await
+        {
             Ok(_) => Ok(()),
             Err(e) if is_missing(&e) => Err(not_found(from_bucket, from_key)),
             Err(e) => Err(backend("CopyObject", e)),

@@ -46,10 +46,12 @@ impl Queue for SqsQueue {
     async fn send(&self, queue: &str, body: &str, attributes: &BTreeMap<String, String>) -> Result<String, QueueError> {
         let mut request = self.client.send_message().queue_url(queue).message_body(body);
         for (name, value) in attributes {
-            let value = MessageAttributeValue::builder().data_type("String").string_value(value).build().map_err(|e| QueueError::Backend {
-                message: format!("message attribute {name}: {e}"),
-                retryable: false,
-                source: Some(Box::new(e)),
+            let value = MessageAttributeValue::builder().data_type("String").string_value(value).build().map_err(|e| {
+                QueueError::Backend {
+                    message: format!("message attribute {name}: {e}"),
+                    retryable: false,
+                    source: Some(Box::new(e)),
+                }
             })?;
             request = request.message_attributes(name, value);
         }
@@ -90,14 +92,30 @@ impl Queue for SqsQueue {
     }
 
     async fn ack(&self, queue: &str, receipt: &str) -> Result<(), QueueError> {
-        self.client.delete_message().queue_url(queue).receipt_handle(receipt).send().await.map_err(|e| backend("DeleteMessage", e))?;
+        self.client
+            .delete_message()
+            .queue_url(queue)
+            .receipt_handle(receipt)
+            .send()
+            .await
+            .map_err(|e| backend("DeleteMessage", e))?;
         Ok(())
     }
 
     async fn change_visibility(&self, queue: &str, receipt: &str, visibility: Duration) -> Result<(), QueueError> {
-        match self.client.change_message_visibility().queue_url(queue).receipt_handle(receipt).visibility_timeout(seconds(visibility)).send().await {
+        match self
+            .client
+            .change_message_visibility()
+            .queue_url(queue)
+            .receipt_handle(receipt)
+            .visibility_timeout(seconds(visibility))
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) if matches!(e.err().code(), Some("ReceiptHandleIsInvalid" | "MessageNotInflight" | "InvalidParameterValue")) => {
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err().code(), Some("ReceiptHandleIsInvalid" | "MessageNotInflight" | "InvalidParameterValue")) =>
+            {
                 Err(QueueError::StaleReceipt)
             }
             Err(e) => Err(backend("ChangeMessageVisibility", e)),

@@ -124,7 +124,8 @@ impl ImageKey {
         let (dataset, split, label, file) = match parts.as_slice() {
             [d, l, f] => (*d, None, *l, *f),
             [d, s, l, f] => {
-                let split = Split::parse(s).ok_or_else(|| bad(&format!("has {s:?} where the split (train, val or test) goes")))?;
+                let split =
+                    Split::parse(s).ok_or_else(|| bad(&format!("has {s:?} where the split (train, val or test) goes")))?;
                 (*d, Some(split), *l, *f)
             }
             _ => return Err(bad("has the wrong number of path segments")),

@@ -192,7 +192,13 @@ impl PartWriter<'_> {
 }
 
 /// Snapshots the accepted images of `dataset` into `bucket` and records it in the table.
-pub async fn create(table: &dyn Table, objects: &dyn ObjectStore, bucket: &str, dataset: &str, created_at: String) -> Result<Snapshot, SnapshotError> {
+pub async fn create(
+    table: &dyn Table,
+    objects: &dyn ObjectStore,
+    bucket: &str,
+    dataset: &str,
+    created_at: String,
+) -> Result<Snapshot, SnapshotError> {
     create_in_parts(table, objects, bucket, dataset, created_at, PART_LINES).await
 }
 
@@ -205,8 +211,16 @@ pub async fn create_in_parts(
     created_at: String,
     part_lines: usize,
 ) -> Result<Snapshot, SnapshotError> {
-    let mut writer =
-        PartWriter { objects, bucket, dataset, part_lines: part_lines.max(1), buffer: Vec::new(), lines: 0, parts: Vec::new(), id_hasher: Sha256::new() };
+    let mut writer = PartWriter {
+        objects,
+        bucket,
+        dataset,
+        part_lines: part_lines.max(1),
+        buffer: Vec::new(),
+        lines: 0,
+        parts: Vec::new(),
+        id_hasher: Sha256::new(),
+    };
     let mut counts: BTreeMap<String, BTreeMap<Split, u64>> = BTreeMap::new();
     let mut baseline = Baseline::default();
     let mut samples = 0u64;
@@ -215,7 +229,9 @@ pub async fn create_in_parts(
         let page = table.query(&dataset_pk(dataset), IMAGE_SK_PREFIX, 500, cursor).await?;
         for item in &page.items {
             let record: ImageRecord = item.to_record()?;
-            let (Some(sha256), Some(label), Some(split)) = (record.sha256.clone(), record.label.clone(), record.split) else { continue };
+            let (Some(sha256), Some(label), Some(split)) = (record.sha256.clone(), record.label.clone(), record.split) else {
+                continue;
+            };
             if record.status != ImageStatus::Accepted {
                 continue;
             }

@@ -53,7 +53,12 @@ fn empty_bytes_are_empty() {
 
 #[test]
 fn text_html_and_archives_are_not_images() {
-    for data in [&b"hello, world\n"[..], b"<!DOCTYPE html><html><body>404</body></html>", b"PK\x03\x04\x14\x00\x00\x00zipzip", b"%PDF-1.7\n"] {
+    for data in [
+        &b"hello, world\n"[..],
+        b"<!DOCTYPE html><html><body>404</body></html>",
+        b"PK\x03\x04\x14\x00\x00\x00zipzip",
+        b"%PDF-1.7\n",
+    ] {
         let report = validate(data, &ValidationLimits::default());
         let rejection = report.rejection.unwrap();
         assert_eq!(rejection.reason, ReasonCode::NotAnImage, "{:?}", String::from_utf8_lossy(data));

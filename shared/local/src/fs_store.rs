@@ -83,7 +83,13 @@ impl FsObjectStore {
         if let Some(events) = &self.events {
             let time_millis = now_nanos() as i64 / 1_000_000;
             // A closed receiver means nobody routes events any more (shutdown): nothing to do.
-            let _ = events.send(ObjectEvent { bucket: bucket.into(), key: key.into(), kind, sequencer: next_sequencer(), time_millis });
+            let _ = events.send(ObjectEvent {
+                bucket: bucket.into(),
+                key: key.into(),
+                kind,
+                sequencer: next_sequencer(),
+                time_millis,
+            });
         }
     }
 
@@ -192,7 +198,12 @@ impl ObjectStore for FsObjectStore {
         let mut data = Vec::with_capacity(size as usize);
         file.take(max_bytes + 1).read_to_end(&mut data).map_err(io_error)?;
         if data.len() as u64 > max_bytes {
-            return Err(ObjectStoreError::TooLarge { bucket: bucket.into(), key: key.into(), size: data.len() as u64, limit: max_bytes });
+            return Err(ObjectStoreError::TooLarge {
+                bucket: bucket.into(),
+                key: key.into(),
+                size: data.len() as u64,
+                limit: max_bytes,
+            });
         }
         Ok(Bytes::from(data))
     }
@@ -202,7 +213,9 @@ impl ObjectStore for FsObjectStore {
         match fs::metadata(&path) {
             Ok(m) if m.is_file() => Ok(meta(key, &m)),
             Ok(_) => Err(ObjectStoreError::NotFound { bucket: bucket.into(), key: key.into() }),
-            Err(e) if e.kind() == ErrorKind::NotFound => Err(ObjectStoreError::NotFound { bucket: bucket.into(), key: key.into() }),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                Err(ObjectStoreError::NotFound { bucket: bucket.into(), key: key.into() })
+            }
             Err(e) => Err(io_error(e)),
         }
     }

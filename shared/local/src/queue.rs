@@ -113,7 +113,9 @@ impl Queue for SqliteQueue {
                 )
                 .map_err(queue_error)?;
             let rows = stmt
-                .query_map(params![queue, now, (max * 2 + 16) as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+                .query_map(params![queue, now, (max * 2 + 16) as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })
                 .map_err(queue_error)?;
             rows.collect::<Result<_, _>>().map_err(queue_error)?
         };
@@ -149,8 +151,7 @@ impl Queue for SqliteQueue {
     async fn ack(&self, queue: &str, receipt: &str) -> Result<(), QueueError> {
         let conn = self.conn.lock().expect("queue connection poisoned");
         queue_config(&conn, queue)?;
-        conn.execute("DELETE FROM messages WHERE queue = ?1 AND receipt = ?2", params![queue, receipt])
-            .map_err(queue_error)?;
+        conn.execute("DELETE FROM messages WHERE queue = ?1 AND receipt = ?2", params![queue, receipt]).map_err(queue_error)?;
         Ok(())
     }
 

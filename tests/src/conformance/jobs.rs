@@ -22,7 +22,8 @@ pub async fn jobs(runner: &dyn JobRunner) {
     assert_eq!(status.state, JobState::Failed, "a non-zero exit fails the job");
     assert!(status.reason.unwrap_or_default().contains('3'), "the reason names the exit status");
 
-    let array = runner.submit(&spec(r#"case "$AWS_BATCH_JOB_ARRAY_INDEX" in 0|1|2) exit 0;; *) exit 1;; esac"#, 3)).await.unwrap();
+    let array =
+        runner.submit(&spec(r#"case "$AWS_BATCH_JOB_ARRAY_INDEX" in 0|1|2) exit 0;; *) exit 1;; esac"#, 3)).await.unwrap();
     assert_eq!(wait(runner, &array).await.state, JobState::Succeeded, "every child of an array job gets its index");
 
     let one_bad_child = runner.submit(&spec(r#"test "$AWS_BATCH_JOB_ARRAY_INDEX" != 1"#, 3)).await.unwrap();

@@ -76,10 +76,7 @@ pub async fn table(table: &dyn Table, clock: &dyn Clock, ns: &str) {
     table.put(Item::new(&pk, "fresh").expiring_at(now + 3600)).await.unwrap();
     assert!(table.get(&pk, "expired").await.unwrap().is_none(), "an expired item is not returned");
     assert!(table.get(&pk, "fresh").await.unwrap().is_some(), "an item before its expiry is returned");
-    assert!(
-        table.query_all(&pk, "").await.unwrap().iter().all(|i| i.sk != "expired"),
-        "query skips expired items"
-    );
+    assert!(table.query_all(&pk, "").await.unwrap().iter().all(|i| i.sk != "expired"), "query skips expired items");
     table.put_if_absent(Item::new(&pk, "expired").with("reborn", true)).await.expect("an expired item counts as absent");
 
     // delete, idempotently.

@@ -67,8 +67,11 @@ impl Item {
     }
 
     pub fn to_record<T: DeserializeOwned>(&self) -> Result<T, TableError> {
-        serde_json::from_value(Value::Object(self.attrs.clone()))
-            .map_err(|e| TableError::Malformed { pk: self.pk.clone(), sk: self.sk.clone(), why: e.to_string() })
+        serde_json::from_value(Value::Object(self.attrs.clone())).map_err(|e| TableError::Malformed {
+            pk: self.pk.clone(),
+            sk: self.sk.clone(),
+            why: e.to_string(),
+        })
     }
 
     pub fn with(mut self, name: &str, value: impl Into<Value>) -> Self {

@@ -31,10 +31,15 @@ thread_local! {
 /// Validates a JPEG on the luma path and returns its statistics, filling the report's facts.
 /// `Ok(None)` when the colour space has no direct luma path (CMYK, YCCK): the caller then takes
 /// the general path.
-pub(super) fn validate(data: &[u8], limits: &ValidationLimits, report: &mut ValidationReport) -> Result<Option<ImageStats>, Rejection> {
+pub(super) fn validate(
+    data: &[u8],
+    limits: &ValidationLimits,
+    report: &mut ValidationReport,
+) -> Result<Option<ImageStats>, Rejection> {
     let reject = |e: DecodeErrors| classify(decoding_error(e), Format::Jpeg, data);
     // The format allows 65,535 px a side; our own limits are checked below, with our own message.
-    let options = DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::Luma).set_max_width(65_535).set_max_height(65_535);
+    let options =
+        DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::Luma).set_max_width(65_535).set_max_height(65_535);
     let mut decoder = JpegDecoder::new_with_options(ZCursor::new(data), options);
     decoder.decode_headers().map_err(reject)?;
     let colour = match decoder.input_colorspace() {

@@ -45,7 +45,17 @@ pub struct ValidationReport {
 impl ValidationReport {
     /// A report with only the size and hash known yet.
     pub fn facts_unknown(bytes: u64, sha256: String) -> Self {
-        Self { bytes, sha256, format: None, width: None, height: None, color_type: None, bit_depth: None, stats: None, rejection: None }
+        Self {
+            bytes,
+            sha256,
+            format: None,
+            width: None,
+            height: None,
+            color_type: None,
+            bit_depth: None,
+            stats: None,
+            rejection: None,
+        }
     }
 
     pub fn is_valid(&self) -> bool {
@@ -139,7 +149,10 @@ pub(super) fn classify(error: ImageError, format: Format, data: &[u8]) -> Reject
         ),
         _ if looks_truncated(&error) => Rejection::new(
             ReasonCode::Truncated,
-            format!("the {format} data ends early after {} bytes ({detail}); the upload was cut short, upload it again", data.len()),
+            format!(
+                "the {format} data ends early after {} bytes ({detail}); the upload was cut short, upload it again",
+                data.len()
+            ),
         ),
         _ => Rejection::new(
             ReasonCode::Corrupt,

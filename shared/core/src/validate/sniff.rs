@@ -49,16 +49,8 @@ impl std::fmt::Display for Format {
 
 /// Signatures of the accepted formats, to tell a file cut inside its first bytes (`truncated`)
 /// from one that never was an image.
-const ACCEPTED_MAGIC: [&[u8]; 8] = [
-    b"\xFF\xD8\xFF",
-    b"\x89PNG\r\n\x1a\n",
-    b"GIF87a",
-    b"GIF89a",
-    b"RIFF",
-    b"BM",
-    b"II*\0",
-    b"MM\0*",
-];
+const ACCEPTED_MAGIC: [&[u8]; 8] =
+    [b"\xFF\xD8\xFF", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"RIFF", b"BM", b"II*\0", b"MM\0*"];
 
 pub(super) fn sniff(data: &[u8]) -> Result<Format, Rejection> {
     if let Ok(format) = image::guess_format(data) {

@@ -21,7 +21,10 @@ pub(super) fn check_complete(data: &[u8], format: Format) -> Result<(), Rejectio
     result.map_err(|defect| match defect {
         Defect::Truncated(what) => Rejection::new(
             ReasonCode::Truncated,
-            format!("the {format} file ends before its {what} ({} bytes arrived); the upload was cut short, upload it again", data.len()),
+            format!(
+                "the {format} file ends before its {what} ({} bytes arrived); the upload was cut short, upload it again",
+                data.len()
+            ),
         ),
         Defect::Corrupt(what) => {
             Rejection::new(ReasonCode::Corrupt, format!("the {format} structure is damaged ({what}); export the image again"))
