@@ -163,7 +163,7 @@ async fn job_state_changes_move_the_run_forward_and_never_back() {
         let mut event: EventBridgeEvent<BatchJobDetail> = serde_json::from_slice(STATE_CHANGE).unwrap();
         event.detail.job_id = job_id.clone();
         event.detail.status = status.into();
-        DispatchEvent::JobStateChange(event)
+        DispatchEvent::JobStateChange(Box::new(event))
     };
     env.dispatch.handle(&change("RUNNING")).await.unwrap();
     assert_eq!(env.runs("m").await[0].status, RunStatus::Running);
@@ -174,5 +174,5 @@ async fn job_state_changes_move_the_run_forward_and_never_back() {
     // A job that is not a run's (an array child, another team's) is ignored.
     let mut other: EventBridgeEvent<BatchJobDetail> = serde_json::from_slice(STATE_CHANGE).unwrap();
     other.detail.job_id = "someone-else".into();
-    env.dispatch.handle(&DispatchEvent::JobStateChange(other)).await.unwrap();
+    env.dispatch.handle(&DispatchEvent::JobStateChange(Box::new(other))).await.unwrap();
 }

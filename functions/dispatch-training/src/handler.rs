@@ -37,7 +37,7 @@ pub struct DispatchConfig {
 #[serde(untagged)]
 pub enum DispatchEvent {
     Sqs(SqsEvent),
-    JobStateChange(EventBridgeEvent<BatchJobDetail>),
+    JobStateChange(Box<EventBridgeEvent<BatchJobDetail>>),
 }
 
 /// The part of a "Batch Job State Change" event's detail the function reads.
