@@ -2,10 +2,11 @@
 """Cold start of a function's Lambda binary, measured locally against an emulated Lambda Runtime
 API (the HTTP protocol a `provided.al2023` bootstrap speaks): process start to the first
 `/invocation/next` request (init: config, tracing, SDK clients) and to the first answered
-invocation (an `s3:TestEvent`, so no AWS call is made).
+invocation (by default an `s3:TestEvent`; pass `--event` with an event that makes no AWS call).
 
-    cargo build --release -p cvops-ingest
+    cargo build --release -p cvops-ingest -p cvops-dispatch-training
     python3 bench/lambda_cold_start.py target/release/ingest [--runs 20]
+    python3 bench/lambda_cold_start.py target/release/dispatch-training --event '{"Records": []}'
 """
 import argparse, json, os, pathlib, platform, statistics, subprocess, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,7 +31,7 @@ class Runtime(BaseHTTPRequestHandler):
             self.send_header("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:us-east-1:123456789012:function:ingest")
             self.send_header("Content-Type", "application/json")
             self.end_headers()
-            self.wfile.write(EVENT)
+            self.wfile.write(server.event)
         else:
             server.done.wait(10)
             self.send_response(204)
@@ -47,14 +48,17 @@ class Runtime(BaseHTTPRequestHandler):
         server.done.set()
 
 
-def once(binary):
+def once(binary, event):
     server = ThreadingHTTPServer(("127.0.0.1", 0), Runtime)
+    server.event = event
     server.first_next, server.responded, server.response, server.ok = None, None, None, False
     server.done = threading.Event()
     threading.Thread(target=server.serve_forever, daemon=True).start()
     env = dict(os.environ, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{server.server_port}", AWS_LAMBDA_FUNCTION_NAME="ingest",
                AWS_LAMBDA_FUNCTION_MEMORY_SIZE="512", AWS_LAMBDA_FUNCTION_VERSION="$LATEST", AWS_REGION="us-east-1",
-               AWS_ACCESS_KEY_ID="cold", AWS_SECRET_ACCESS_KEY="start", CVOPS_STORE_BUCKET="store", CVOPS_TABLE="cvops",
+               AWS_ACCESS_KEY_ID="cold", AWS_SECRET_ACCESS_KEY="start", CVOPS_STORE_BUCKET="store", CVOPS_TABLE="cvops", CVOPS_MODELS_BUCKET="models",
+               CVOPS_DEAD_LETTER_QUEUE_URL="https://sqs.us-east-1.amazonaws.com/123456789012/cvops-training-dlq",
+               CVOPS_TRAINER_IMAGE="cvops-trainer:latest", CVOPS_JOB_QUEUE="cvops-training", CVOPS_JOB_DEFINITION="cvops-trainer",
                AWS_LAMBDA_LOG_FORMAT="JSON", AWS_LAMBDA_LOG_LEVEL="WARN")
     start = time.perf_counter()
     proc = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -71,10 +75,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("binary")
     ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--event", help="the event JSON to send (default: events/s3-test-event.json)")
     args = ap.parse_args()
+    event = args.event.encode() if args.event else EVENT
     inits, firsts = [], []
     for _ in range(args.runs):
-        init, first, response = once(args.binary)
+        init, first, response = once(args.binary, event)
         inits.append(init)
         firsts.append(first)
     size = os.path.getsize(args.binary) / 1e6

@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-functions=(ingest)
+functions=(ingest dispatch-training)
 packages=()
 for f in "${functions[@]}"; do packages+=(-p "cvops-$f"); done
 
