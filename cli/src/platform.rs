@@ -4,7 +4,8 @@
 //! <data-dir>/buckets/raw/      uploads: datasets/<dataset>/[<split>/]<label>/<file>
 //! <data-dir>/buckets/store/    quarantine/, and later snapshots and review samples
 //! <data-dir>/buckets/models/   later: model artifacts and cards
-//! <data-dir>/cvops.sqlite      the single table and the queues (WAL)
+//! <data-dir>/cvops.sqlite      the single table and the queues (WAL): training, training-dlq,
+//!                              ingest-failures
 //! <data-dir>/jobs/             job logs
 //! ```
 
@@ -23,6 +24,10 @@ pub const STORE_BUCKET: &str = "store";
 pub const MODELS_BUCKET: &str = "models";
 /// Where the router keeps events a function failed on for good (AWS: the on-failure destination).
 pub const INGEST_FAILURES_QUEUE: &str = "ingest-failures";
+/// Training requests, and where those that keep failing end up (SQS's redrive after 5 receives).
+pub const TRAINING_QUEUE: &str = "training";
+pub const TRAINING_DEAD_LETTER_QUEUE: &str = "training-dlq";
+pub const MAX_RECEIVES: u32 = 5;
 
 #[derive(Debug)]
 pub struct LocalPlatform {
@@ -47,6 +52,7 @@ impl LocalPlatform {
         let table = Arc::new(SqliteTable::open(db.clone(), clock.clone())?);
         let queue = Arc::new(SqliteQueue::open(db, clock.clone())?);
         queue.create_queue(INGEST_FAILURES_QUEUE, None, 0)?;
+        queue.create_queue(TRAINING_QUEUE, Some(TRAINING_DEAD_LETTER_QUEUE), MAX_RECEIVES)?;
         let ingest = Ingest::new(
             objects.clone() as Arc<dyn ObjectStore>,
             table.clone() as Arc<dyn Table>,
