@@ -3,5 +3,7 @@
 //! endpoint is configured). A suite takes a namespace so that runs never see each other's data.
 
 pub mod conformance;
+pub mod events;
 pub mod faults;
+pub mod local;
 pub mod moto;

@@ -5,17 +5,16 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use aws_lambda_events::s3::S3Event;
 use aws_sdk_s3::primitives::ByteStream;
 use cvops_aws::{BatchJobRunner, DynamoTable, S3ObjectStore, SqsQueue};
 use cvops_core::clock::SystemClock;
 use cvops_core::ports::Table;
 use cvops_dispatch_training::handler::{run_pk, run_sk};
 use cvops_dispatch_training::{Dispatch, DispatchConfig, DispatchEvent, RunRecord};
-use cvops_ingest::{IngestConfig, IngestEvent};
+use cvops_ingest::IngestConfig;
+use cvops_tests::events::{s3_event, S3_PUT};
 use cvops_tests::moto::{self, Wiretap};
 
-const PUT: &[u8] = include_bytes!("../../events/s3-put.json");
 const REQUEST: &[u8] = include_bytes!("../../events/training-request.json");
 
 #[tokio::test]
@@ -34,12 +33,7 @@ async fn a_training_request_becomes_a_gpu_array_job_on_batch() {
         let key = format!("datasets/digits/train/{digit}/0000.png");
         let data = std::fs::read(format!("{}/../samplesets/digits/train/{digit}/0000.png", env!("CARGO_MANIFEST_DIR"))).unwrap();
         aws.s3().put_object().bucket(&raw).key(&key).body(ByteStream::from(data)).send().await.unwrap();
-        let mut event: S3Event = serde_json::from_slice(PUT).unwrap();
-        event.records[0].s3.bucket.name = Some(raw.clone());
-        event.records[0].s3.object.key = Some(key);
-        event.records[0].s3.object.e_tag = None;
-        event.records[0].s3.object.sequencer = Some(format!("00A{i}"));
-        ingest.handle(&IngestEvent::Records(event)).await.unwrap();
+        ingest.handle(&s3_event(S3_PUT, &raw, &key, &format!("00A{i}"), None)).await.unwrap();
     }
 
     let wiretap = Wiretap::default();

@@ -5,25 +5,13 @@
 
 use std::collections::HashMap;
 
-use aws_lambda_events::s3::S3Event;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_s3::primitives::ByteStream;
-use cvops_ingest::{IngestConfig, IngestEvent, Outcome};
+use cvops_ingest::{IngestConfig, Outcome};
+use cvops_tests::events::{s3_event, S3_PUT};
 use cvops_tests::moto;
 
-const PUT: &[u8] = include_bytes!("../../events/s3-put.json");
 const DIGIT: &[u8] = include_bytes!("../../samplesets/digits/train/7/0000.png");
-
-/// The template event, pointed at our bucket and object (key URL-encoded as S3 sends it).
-fn event(bucket: &str, encoded_key: &str, etag: &str, sequencer: &str) -> IngestEvent {
-    let mut event: S3Event = serde_json::from_slice(PUT).unwrap();
-    let record = &mut event.records[0];
-    record.s3.bucket.name = Some(bucket.into());
-    record.s3.object.key = Some(encoded_key.into());
-    record.s3.object.e_tag = Some(etag.into());
-    record.s3.object.sequencer = Some(sequencer.into());
-    IngestEvent::Records(event)
-}
 
 #[tokio::test]
 async fn ingest_on_aws_indexes_the_valid_image_and_quarantines_the_invalid_one_once() {
@@ -42,8 +30,9 @@ async fn ingest_on_aws_indexes_the_valid_image_and_quarantines_the_invalid_one_o
     let good = s3.put_object().bucket(&raw).key(good_key).body(ByteStream::from_static(DIGIT)).send().await.unwrap();
     let bad =
         s3.put_object().bucket(&raw).key(bad_key).body(ByteStream::from_static(&DIGIT[..DIGIT.len() / 2])).send().await.unwrap();
-    let good_event = event(&raw, "datasets/digits/train/7/seven+%C3%A9t%C3%A9.png", good.e_tag().unwrap(), "0065A1B2C3D4E5F601");
-    let bad_event = event(&raw, "datasets/digits/train/7/cut+short.png", bad.e_tag().unwrap(), "0065A1B2C3D4E5F602");
+    let good_event =
+        s3_event(S3_PUT, &raw, "datasets/digits/train/7/seven+%C3%A9t%C3%A9.png", "0065A1B2C3D4E5F601", good.e_tag());
+    let bad_event = s3_event(S3_PUT, &raw, "datasets/digits/train/7/cut+short.png", "0065A1B2C3D4E5F602", bad.e_tag());
 
     let accepted = ingest.handle(&good_event).await.unwrap();
     assert!(matches!(&accepted[..], [Outcome::Accepted { key, .. }] if key == good_key), "{accepted:?}");

@@ -7,61 +7,47 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use aws_lambda_events::s3::S3Event;
 use bytes::Bytes;
 use cvops_core::catalog::{band_pk, bands, dataset_pk, ImageRecord, DATASETS_PK};
-use cvops_core::clock::SystemClock;
 use cvops_core::ports::{ObjectStore, ObjectStoreExt, TableExt};
 use cvops_ingest::{Ingest, IngestConfig, IngestEvent};
-use cvops_local::{open_database, FsObjectStore, SqliteTable};
+use cvops_tests::events::{s3_event, S3_PUT};
 use cvops_tests::faults::{FaultPlan, FaultyObjectStore, FaultyTable};
+use cvops_tests::local::{LocalStack, RAW, STORE};
 use serde_json::Value;
 
-const RAW: &str = "raw";
-const STORE: &str = "store";
-const PUT: &[u8] = include_bytes!("../../events/s3-put.json");
 const DIGIT: &[u8] = include_bytes!("../../samplesets/digits/train/0/0000.png");
 const OTHER: &[u8] = include_bytes!("../../samplesets/digits/train/4/0000.png");
 
 struct Env {
-    _dir: tempfile::TempDir,
-    objects: Arc<FsObjectStore>,
-    table: Arc<SqliteTable>,
+    stack: LocalStack,
     plan: Arc<FaultPlan>,
     ingest: Ingest,
 }
 
+/// Ingest over the local stack, every port call going through one fault plan.
 fn env() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(SystemClock);
-    let objects = Arc::new(FsObjectStore::new(dir.path().join("buckets")).unwrap());
-    let table = Arc::new(SqliteTable::open(open_database(&dir.path().join("db.sqlite")).unwrap(), clock.clone()).unwrap());
+    let stack = LocalStack::new();
     let plan = FaultPlan::new();
     let ingest = Ingest::new(
-        Arc::new(FaultyObjectStore { inner: objects.clone(), plan: plan.clone() }),
-        Arc::new(FaultyTable { inner: table.clone(), plan: plan.clone() }),
-        clock,
+        Arc::new(FaultyObjectStore { inner: stack.objects.clone(), plan: plan.clone() }),
+        Arc::new(FaultyTable { inner: stack.table.clone(), plan: plan.clone() }),
+        stack.clock.clone(),
         IngestConfig::new(STORE),
     );
-    Env { _dir: dir, objects, table, plan, ingest }
+    Env { stack, plan, ingest }
 }
 
 fn event(key: &str, sequencer: &str) -> IngestEvent {
-    let mut event: S3Event = serde_json::from_slice(PUT).unwrap();
-    let record = &mut event.records[0];
-    record.s3.bucket.name = Some(RAW.into());
-    record.s3.object.key = Some(key.into());
-    record.s3.object.sequencer = Some(sequencer.into());
-    record.s3.object.e_tag = None;
-    IngestEvent::Records(event)
+    s3_event(S3_PUT, RAW, key, sequencer, None)
 }
 
 /// Everything ingest may have written, versions and wall-clock times left out.
 async fn state(env: &Env) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
     for bucket in [RAW, STORE] {
-        for meta in env.objects.list_all(bucket, "").await.unwrap() {
-            let data = env.objects.get(bucket, &meta.key, 1 << 20).await.unwrap();
+        for meta in env.stack.objects.list_all(bucket, "").await.unwrap() {
+            let data = env.stack.objects.get(bucket, &meta.key, 1 << 20).await.unwrap();
             let value = match serde_json::from_slice::<Value>(&data) {
                 Ok(Value::Object(mut sidecar)) => {
                     sidecar.remove("quarantined_at");
@@ -73,14 +59,14 @@ async fn state(env: &Env) -> BTreeMap<String, Value> {
         }
     }
     let mut partitions = vec![dataset_pk("digits"), DATASETS_PK.to_owned()];
-    for item in env.table.query_all(&dataset_pk("digits"), "IMG#").await.unwrap() {
+    for item in env.stack.table.query_all(&dataset_pk("digits"), "IMG#").await.unwrap() {
         let record: ImageRecord = item.to_record().unwrap();
         if let Some(phash) = record.phash.and_then(|h| u64::from_str_radix(&h, 16).ok()) {
             partitions.extend(bands(phash).iter().enumerate().map(|(band, value)| band_pk("digits", band, *value)));
         }
     }
     for pk in partitions {
-        for mut item in env.table.query_all(&pk, "").await.unwrap() {
+        for mut item in env.stack.table.query_all(&pk, "").await.unwrap() {
             item.attrs.remove("created_at");
             out.insert(format!("table/{}/{}", item.pk, item.sk), Value::Object(item.attrs));
         }
@@ -94,10 +80,10 @@ async fn state(env: &Env) -> BTreeMap<String, Value> {
 async fn run(setup: &[(&str, &[u8])], key: &str, data: &[u8], fail_at: Option<usize>) -> (BTreeMap<String, Value>, usize) {
     let env = env();
     for (i, (setup_key, setup_data)) in setup.iter().enumerate() {
-        env.objects.put(RAW, setup_key, Bytes::copy_from_slice(setup_data)).await.unwrap();
+        env.stack.objects.put(RAW, setup_key, Bytes::copy_from_slice(setup_data)).await.unwrap();
         env.ingest.handle(&event(setup_key, &format!("00A{i}"))).await.unwrap();
     }
-    env.objects.put(RAW, key, Bytes::copy_from_slice(data)).await.unwrap();
+    env.stack.objects.put(RAW, key, Bytes::copy_from_slice(data)).await.unwrap();
     let before = env.plan.calls();
     if let Some(k) = fail_at {
         env.plan.fail_call(k);
@@ -155,7 +141,7 @@ async fn a_failure_anywhere_while_quarantining_is_repaired_by_a_retry_and_nothin
 async fn slow_ports_only_slow_ingest_down() {
     let env = env();
     env.plan.delay_every_call(std::time::Duration::from_millis(20));
-    env.objects.put(RAW, "datasets/digits/0/slow.png", Bytes::from_static(DIGIT)).await.unwrap();
+    env.stack.objects.put(RAW, "datasets/digits/0/slow.png", Bytes::from_static(DIGIT)).await.unwrap();
     let outcomes = env.ingest.handle(&event("datasets/digits/0/slow.png", "00C0")).await.unwrap();
     assert!(matches!(outcomes[0], cvops_ingest::Outcome::Accepted { .. }), "{outcomes:?}");
 }

@@ -1,52 +1,31 @@
 //! The ingest function end to end on the embedded adapters, fed the real S3 events in events/.
 
-use std::sync::Arc;
-
-use aws_lambda_events::s3::S3Event;
 use bytes::Bytes;
 use cvops_core::catalog::{dataset_pk, image_sk, quarantine_sidecar_key, ImageRecord, ImageStatus, QuarantineSidecar};
-use cvops_core::clock::SystemClock;
 use cvops_core::key::Split;
 use cvops_core::ports::{ObjectStore, ObjectStoreExt, Table};
 use cvops_core::ReasonCode;
-use cvops_ingest::{Ingest, IngestConfig, IngestEvent, Outcome};
-use cvops_local::{open_database, FsObjectStore, SqliteTable};
+use cvops_ingest::{Ingest, IngestEvent, Outcome};
+use cvops_tests::events::{s3_event, S3_DELETE, S3_PUT};
+use cvops_tests::local::{LocalStack, RAW, STORE};
 use image::{GrayImage, ImageFormat, Luma};
 
-const RAW: &str = "raw";
-const STORE: &str = "store";
-const PUT: &[u8] = include_bytes!("../../events/s3-put.json");
-const DELETE: &[u8] = include_bytes!("../../events/s3-delete.json");
 const TEST_EVENT: &[u8] = include_bytes!("../../events/s3-test-event.json");
 const BATCH: &[u8] = include_bytes!("../../events/s3-batch.json");
 
 struct Fixture {
-    _dir: tempfile::TempDir,
-    objects: Arc<FsObjectStore>,
-    table: Arc<SqliteTable>,
+    stack: LocalStack,
     ingest: Ingest,
 }
 
 fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(SystemClock);
-    let objects = Arc::new(FsObjectStore::new(dir.path().join("buckets")).unwrap());
-    let table = Arc::new(SqliteTable::open(open_database(&dir.path().join("db.sqlite")).unwrap(), clock.clone()).unwrap());
-    let ingest = Ingest::new(objects.clone(), table.clone(), clock, IngestConfig::new(STORE));
-    Fixture { _dir: dir, objects, table, ingest }
+    let stack = LocalStack::new();
+    let ingest = stack.ingest();
+    Fixture { stack, ingest }
 }
 
-/// A template event with its record(s) pointed at our bucket, key (URL-encoded as S3 does) and
-/// sequencer.
 fn event(template: &[u8], encoded_key: &str, sequencer: &str) -> IngestEvent {
-    let mut event: S3Event = serde_json::from_slice(template).unwrap();
-    for record in &mut event.records {
-        record.s3.bucket.name = Some(RAW.into());
-        record.s3.object.key = Some(encoded_key.into());
-        record.s3.object.sequencer = Some(sequencer.into());
-        record.s3.object.e_tag = None;
-    }
-    IngestEvent::Records(event)
+    s3_event(template, RAW, encoded_key, sequencer, None)
 }
 
 fn digit_png(seed: u8) -> Bytes {
@@ -62,13 +41,13 @@ fn digit_png(seed: u8) -> Bytes {
 
 impl Fixture {
     async fn record(&self, dataset: &str, key: &str) -> Option<(ImageRecord, u64)> {
-        let item = self.table.get(&dataset_pk(dataset), &image_sk(key)).await.unwrap()?;
+        let item = self.stack.table.get(&dataset_pk(dataset), &image_sk(key)).await.unwrap()?;
         Some((item.to_record().unwrap(), item.version))
     }
 
     async fn upload(&self, key: &str, encoded_key: &str, sequencer: &str, data: Bytes) -> Outcome {
-        self.objects.put(RAW, key, data).await.unwrap();
-        let mut outcomes = self.ingest.handle(&event(PUT, encoded_key, sequencer)).await.unwrap();
+        self.stack.objects.put(RAW, key, data).await.unwrap();
+        let mut outcomes = self.ingest.handle(&event(S3_PUT, encoded_key, sequencer)).await.unwrap();
         assert_eq!(outcomes.len(), 1);
         outcomes.remove(0)
     }
@@ -99,7 +78,7 @@ async fn the_same_event_twice_changes_nothing() {
     let f = fixture();
     f.upload(KEY, ENCODED, "0055AED6DCD90281E5", digit_png(1)).await;
     let (before, version) = f.record("digits", KEY).await.unwrap();
-    let again = f.ingest.handle(&event(PUT, ENCODED, "0055AED6DCD90281E5")).await.unwrap();
+    let again = f.ingest.handle(&event(S3_PUT, ENCODED, "0055AED6DCD90281E5")).await.unwrap();
     assert!(matches!(again[0], Outcome::Ignored { .. }), "{again:?}");
     let (after, version_after) = f.record("digits", KEY).await.unwrap();
     assert_eq!((before, version), (after, version_after), "not even the version moved");
@@ -110,12 +89,12 @@ async fn a_remove_deletes_the_record_and_an_older_remove_is_ignored() {
     let f = fixture();
     f.upload(KEY, ENCODED, "0055AED6DCD90281E5", digit_png(1)).await;
     // A remove with an older sequencer (delivered late, from before this upload) is ignored.
-    let stale = f.ingest.handle(&event(DELETE, ENCODED, "0055AED6DCD90281A0")).await.unwrap();
+    let stale = f.ingest.handle(&event(S3_DELETE, ENCODED, "0055AED6DCD90281A0")).await.unwrap();
     assert!(matches!(stale[0], Outcome::Ignored { .. }), "{stale:?}");
     assert_eq!(f.record("digits", KEY).await.unwrap().0.status, ImageStatus::Accepted);
 
-    f.objects.delete(RAW, KEY).await.unwrap();
-    let removed = f.ingest.handle(&event(DELETE, ENCODED, "0055AED6DCD90281F0")).await.unwrap();
+    f.stack.objects.delete(RAW, KEY).await.unwrap();
+    let removed = f.ingest.handle(&event(S3_DELETE, ENCODED, "0055AED6DCD90281F0")).await.unwrap();
     assert_eq!(removed, vec![Outcome::Deleted { key: KEY.into() }]);
     assert_eq!(f.record("digits", KEY).await.unwrap().0.status, ImageStatus::Deleted);
 }
@@ -124,9 +103,9 @@ async fn a_remove_deletes_the_record_and_an_older_remove_is_ignored() {
 async fn a_create_replayed_after_a_newer_remove_does_not_resurrect_the_record() {
     let f = fixture();
     // The object is there (S3 may still serve it to a late reader), but the remove came first.
-    f.objects.put(RAW, KEY, digit_png(1)).await.unwrap();
-    f.ingest.handle(&event(DELETE, ENCODED, "0055AED6DCD90281F0")).await.unwrap();
-    let late = f.ingest.handle(&event(PUT, ENCODED, "0055AED6DCD90281E5")).await.unwrap();
+    f.stack.objects.put(RAW, KEY, digit_png(1)).await.unwrap();
+    f.ingest.handle(&event(S3_DELETE, ENCODED, "0055AED6DCD90281F0")).await.unwrap();
+    let late = f.ingest.handle(&event(S3_PUT, ENCODED, "0055AED6DCD90281E5")).await.unwrap();
     assert!(matches!(late[0], Outcome::Ignored { .. }), "{late:?}");
     assert_eq!(f.record("digits", KEY).await.unwrap().0.status, ImageStatus::Deleted, "the tombstone holds");
 }
@@ -140,24 +119,25 @@ async fn an_invalid_upload_is_quarantined_with_its_reason_and_removed_from_raw()
     let Outcome::Rejected { reason, quarantine_key, .. } = outcome else { panic!("{outcome:?}") };
     assert_eq!(reason, ReasonCode::Truncated);
     assert_eq!(
-        f.objects.get(STORE, &quarantine_key, 1 << 20).await.unwrap(),
+        f.stack.objects.get(STORE, &quarantine_key, 1 << 20).await.unwrap(),
         whole.slice(..whole.len() / 2),
         "the bytes are kept"
     );
     let sidecar: QuarantineSidecar =
-        serde_json::from_slice(&f.objects.get(STORE, &quarantine_sidecar_key(&quarantine_key), 1 << 20).await.unwrap()).unwrap();
+        serde_json::from_slice(&f.stack.objects.get(STORE, &quarantine_sidecar_key(&quarantine_key), 1 << 20).await.unwrap())
+            .unwrap();
     assert_eq!(
         (sidecar.reason, sidecar.original_key.as_str(), sidecar.original_bucket.as_str()),
         (ReasonCode::Truncated, key, RAW)
     );
     assert!(sidecar.message.contains("upload it again"), "{}", sidecar.message);
-    assert!(!f.objects.exists(RAW, key).await.unwrap(), "the original is gone from the raw bucket");
+    assert!(!f.stack.objects.exists(RAW, key).await.unwrap(), "the original is gone from the raw bucket");
     let (record, _) = f.record("digits", key).await.unwrap();
     assert_eq!((record.status, record.reason), (ImageStatus::Rejected, Some(ReasonCode::Truncated)));
     assert_eq!(record.quarantine_key.as_deref(), Some(quarantine_key.as_str()));
 
     // Ingest's own delete of the original comes back as an event: the rejection stands.
-    let echo = f.ingest.handle(&event(DELETE, key, "00A2")).await.unwrap();
+    let echo = f.ingest.handle(&event(S3_DELETE, key, "00A2")).await.unwrap();
     assert!(matches!(echo[0], Outcome::Ignored { .. }));
     assert_eq!(f.record("digits", key).await.unwrap().0.status, ImageStatus::Rejected);
 }
@@ -167,8 +147,8 @@ async fn a_key_outside_the_layout_is_quarantined_as_bad_key() {
     let f = fixture();
     let outcome = f.upload("uploads/loose file.png", "uploads/loose+file.png", "00B1", digit_png(3)).await;
     assert!(matches!(outcome, Outcome::Rejected { reason: ReasonCode::BadKey, .. }), "{outcome:?}");
-    assert!(!f.objects.exists(RAW, "uploads/loose file.png").await.unwrap());
-    assert_eq!(f.objects.list_all(STORE, "quarantine/uploads/").await.unwrap().len(), 2, "object and sidecar");
+    assert!(!f.stack.objects.exists(RAW, "uploads/loose file.png").await.unwrap());
+    assert_eq!(f.stack.objects.list_all(STORE, "quarantine/uploads/").await.unwrap().len(), 2, "object and sidecar");
 }
 
 #[tokio::test]
@@ -215,10 +195,10 @@ async fn the_s3_test_event_is_ignored() {
 #[tokio::test]
 async fn every_record_of_a_batch_is_handled() {
     let f = fixture();
-    let mut event: S3Event = serde_json::from_slice(BATCH).unwrap();
+    let mut event: aws_lambda_events::s3::S3Event = serde_json::from_slice(BATCH).unwrap();
     let keys = ["datasets/digits/test/3/a.png", "datasets/digits/3/no split here.png", "uploads/outside-the-layout.png"];
     for (record, (key, seed)) in event.records.iter_mut().zip(keys.iter().zip([10u8, 11, 12])) {
-        f.objects.put(RAW, key, digit_png(seed)).await.unwrap();
+        f.stack.objects.put(RAW, key, digit_png(seed)).await.unwrap();
         record.s3.bucket.name = Some(RAW.into());
         record.s3.object.e_tag = None;
     }

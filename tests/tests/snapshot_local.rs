@@ -1,44 +1,29 @@
 //! Dataset snapshots on the embedded adapters: what they hold, that they are content-addressed,
 //! and that the manifest streams part by part.
 
-use std::sync::Arc;
-
-use aws_lambda_events::s3::S3Event;
 use bytes::Bytes;
-use cvops_core::clock::SystemClock;
 use cvops_core::key::Split;
 use cvops_core::ports::{ObjectStore, ObjectStoreExt, Table};
 use cvops_core::snapshot::{self, SnapshotError};
-use cvops_ingest::{Ingest, IngestConfig, IngestEvent};
-use cvops_local::{open_database, FsObjectStore, SqliteTable};
-
-const PUT: &[u8] = include_bytes!("../../events/s3-put.json");
+use cvops_ingest::Ingest;
+use cvops_tests::events::{s3_event, S3_PUT};
+use cvops_tests::local::{LocalStack, RAW};
 
 struct Env {
-    _dir: tempfile::TempDir,
-    objects: Arc<FsObjectStore>,
-    table: Arc<SqliteTable>,
+    stack: LocalStack,
     ingest: Ingest,
 }
 
 fn env() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(SystemClock);
-    let objects = Arc::new(FsObjectStore::new(dir.path().join("buckets")).unwrap());
-    let table = Arc::new(SqliteTable::open(open_database(&dir.path().join("db.sqlite")).unwrap(), clock.clone()).unwrap());
-    let ingest = Ingest::new(objects.clone(), table.clone(), clock, IngestConfig::new("store"));
-    Env { _dir: dir, objects, table, ingest }
+    let stack = LocalStack::new();
+    let ingest = stack.ingest();
+    Env { stack, ingest }
 }
 
 impl Env {
     async fn upload(&self, key: &str, data: &[u8], sequencer: &str) {
-        self.objects.put("raw", key, Bytes::copy_from_slice(data)).await.unwrap();
-        let mut event: S3Event = serde_json::from_slice(PUT).unwrap();
-        event.records[0].s3.bucket.name = Some("raw".into());
-        event.records[0].s3.object.key = Some(key.into());
-        event.records[0].s3.object.sequencer = Some(sequencer.into());
-        event.records[0].s3.object.e_tag = None;
-        self.ingest.handle(&IngestEvent::Records(event)).await.unwrap();
+        self.stack.objects.put(RAW, key, Bytes::copy_from_slice(data)).await.unwrap();
+        self.ingest.handle(&s3_event(S3_PUT, RAW, key, sequencer, None)).await.unwrap();
     }
 
     /// Five accepted digits over two labels and all splits, one exact duplicate, one rejection.
@@ -69,7 +54,9 @@ async fn a_snapshot_lists_the_accepted_samples_with_counts_and_a_baseline() {
     let env = env();
     env.populate().await;
     let snap =
-        snapshot::create(env.table.as_ref(), env.objects.as_ref(), "store", "d", "2026-11-27T00:00:00Z".into()).await.unwrap();
+        snapshot::create(env.stack.table.as_ref(), env.stack.objects.as_ref(), "store", "d", "2026-11-27T00:00:00Z".into())
+            .await
+            .unwrap();
     assert_eq!(snap.samples, 5, "duplicates and rejections are not samples");
     assert_eq!(snap.labels, ["3", "8"]);
     assert_eq!(snap.counts["3"][&Split::Val], 1);
@@ -78,7 +65,7 @@ async fn a_snapshot_lists_the_accepted_samples_with_counts_and_a_baseline() {
     assert_eq!(snap.baseline.width.total(), 5);
 
     let mut lines = Vec::new();
-    snapshot::for_each_line(env.objects.as_ref(), "store", &snap, |line| lines.push(line)).await.unwrap();
+    snapshot::for_each_line(env.stack.objects.as_ref(), "store", &snap, |line| lines.push(line)).await.unwrap();
     let keys: Vec<_> = lines.iter().map(|l| l.key.as_str()).collect();
     assert_eq!(
         keys,
@@ -93,8 +80,8 @@ async fn a_snapshot_lists_the_accepted_samples_with_counts_and_a_baseline() {
     assert!(lines.iter().all(|l| l.sha256.len() == 64));
 
     // The descriptor is stored, and the table lists the snapshot.
-    assert!(env.objects.exists("store", &snapshot::descriptor_key("d", &snap.id)).await.unwrap());
-    let item = env.table.get("DS#d", &snapshot::snapshot_sk(&snap.id)).await.unwrap().expect("the snapshot is recorded");
+    assert!(env.stack.objects.exists("store", &snapshot::descriptor_key("d", &snap.id)).await.unwrap());
+    let item = env.stack.table.get("DS#d", &snapshot::snapshot_sk(&snap.id)).await.unwrap().expect("the snapshot is recorded");
     assert_eq!(item.i64_attr("samples"), Some(5));
 }
 
@@ -102,17 +89,19 @@ async fn a_snapshot_lists_the_accepted_samples_with_counts_and_a_baseline() {
 async fn the_same_accepted_set_gives_the_same_snapshot_and_a_change_a_new_one() {
     let env = env();
     env.populate().await;
-    let create = |parts| snapshot::create_in_parts(env.table.as_ref(), env.objects.as_ref(), "store", "d", "now".into(), parts);
+    let create = |parts| {
+        snapshot::create_in_parts(env.stack.table.as_ref(), env.stack.objects.as_ref(), "store", "d", "now".into(), parts)
+    };
     let first = create(2).await.unwrap();
     let again = create(2).await.unwrap();
     assert_eq!(first.id, again.id, "content-addressed");
     assert_eq!(first.parts, again.parts);
     assert_eq!(first.parts.len(), 3, "5 lines in parts of 2");
-    let part_objects = env.objects.list_all("store", "snapshots/d/parts/").await.unwrap();
+    let part_objects = env.stack.objects.list_all("store", "snapshots/d/parts/").await.unwrap();
     assert_eq!(part_objects.len(), 3, "parts are stored once");
 
     let mut streamed = 0;
-    snapshot::for_each_line(env.objects.as_ref(), "store", &first, |_| streamed += 1).await.unwrap();
+    snapshot::for_each_line(env.stack.objects.as_ref(), "store", &first, |_| streamed += 1).await.unwrap();
     assert_eq!(streamed, 5, "every part is read back in order");
 
     env.upload(
@@ -134,7 +123,7 @@ fn first_name(label: &str) -> String {
 async fn an_empty_dataset_cannot_be_snapshotted() {
     let env = env();
     env.upload("datasets/e/train/3/bad.png", b"", "01").await;
-    let result = snapshot::create(env.table.as_ref(), env.objects.as_ref(), "store", "e", "now".into()).await;
+    let result = snapshot::create(env.stack.table.as_ref(), env.stack.objects.as_ref(), "store", "e", "now".into()).await;
     assert!(matches!(result, Err(SnapshotError::Empty(_))), "{result:?}");
     assert!(result.unwrap_err().to_string().contains("cvops upload"));
 }

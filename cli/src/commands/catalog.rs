@@ -38,6 +38,14 @@ pub async fn records(table: &dyn Table, dataset: &str) -> anyhow::Result<Vec<Ima
     table.query_all(&dataset_pk(dataset), IMAGE_SK_PREFIX).await?.iter().map(|item| Ok(item.to_record()?)).collect()
 }
 
+/// Fails with a message that says how to list the datasets when `dataset` is not one.
+pub async fn require_dataset(table: &dyn Table, dataset: &str) -> anyhow::Result<()> {
+    match table.get(DATASETS_PK, dataset).await? {
+        Some(_) => Ok(()),
+        None => Err(anyhow!("no dataset {dataset:?}; `cvops datasets` lists them")),
+    }
+}
+
 pub async fn dataset_names(table: &dyn Table) -> anyhow::Result<Vec<String>> {
     Ok(table.query_all(DATASETS_PK, "").await?.into_iter().map(|item| item.sk).collect())
 }
@@ -73,9 +81,7 @@ pub async fn datasets(data_dir: &Path, args: DatasetsArgs) -> anyhow::Result<Exi
 
 pub async fn images(data_dir: &Path, args: ImagesArgs) -> anyhow::Result<ExitCode> {
     let (platform, _) = LocalPlatform::open(data_dir, LocalPlatform::ingest_config_from_env()?)?;
-    if !dataset_names(platform.table.as_ref()).await?.contains(&args.dataset) {
-        return Err(anyhow!("no dataset {:?}; `cvops datasets` lists them", args.dataset));
-    }
+    require_dataset(platform.table.as_ref(), &args.dataset).await?;
     let selected = records(platform.table.as_ref(), &args.dataset)
         .await?
         .into_iter()

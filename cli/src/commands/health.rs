@@ -4,13 +4,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::anyhow;
 use cvops_core::catalog::{ImageRecord, ImageStatus};
 use cvops_core::key::Split;
 use cvops_core::ReasonCode;
 use serde::Serialize;
 
-use super::catalog::{dataset_names, records};
+use super::catalog::{records, require_dataset};
 use crate::platform::LocalPlatform;
 
 #[derive(Debug, clap::Args)]
@@ -156,9 +155,7 @@ pub fn sparkline(counts: &[usize]) -> String {
 
 pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let (platform, _) = LocalPlatform::open(data_dir, LocalPlatform::ingest_config_from_env()?)?;
-    if !dataset_names(platform.table.as_ref()).await?.contains(&args.dataset) {
-        return Err(anyhow!("no dataset {:?}; `cvops datasets` lists them", args.dataset));
-    }
+    require_dataset(platform.table.as_ref(), &args.dataset).await?;
     let health = DatasetHealth::of(&args.dataset, &records(platform.table.as_ref(), &args.dataset).await?);
     if args.json {
         println!("{}", serde_json::to_string(&health)?);

@@ -4,11 +4,10 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::anyhow;
 use cvops_core::key::Split;
 use cvops_core::snapshot;
 
-use super::catalog::dataset_names;
+use super::catalog::require_dataset;
 use super::health::sparkline;
 use crate::platform::{LocalPlatform, STORE_BUCKET};
 
@@ -23,9 +22,7 @@ pub struct Args {
 
 pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let (platform, _) = LocalPlatform::open(data_dir, LocalPlatform::ingest_config_from_env()?)?;
-    if !dataset_names(platform.table.as_ref()).await?.contains(&args.dataset) {
-        return Err(anyhow!("no dataset {:?}; `cvops datasets` lists them", args.dataset));
-    }
+    require_dataset(platform.table.as_ref(), &args.dataset).await?;
     let created_at = platform.clock.now().to_rfc3339();
     let snap =
         snapshot::create(platform.table.as_ref(), platform.objects.as_ref(), STORE_BUCKET, &args.dataset, created_at).await?;
