@@ -160,7 +160,7 @@ impl Ingest {
     }
 
     async fn created(&self, notice: &Notice) -> Result<Outcome, IngestError> {
-        let dataset = ImageKey::dataset_of(&notice.key).map(|d| d.to_string()).unwrap_or_else(|| NO_DATASET.to_owned());
+        let dataset = catalog_dataset(&notice.key);
         let current = self.current(&dataset_pk(&dataset), &image_sk(&notice.key)).await?;
         if let Some((record, _)) = &current {
             if record.sequencer > notice.sequencer {
@@ -342,7 +342,7 @@ impl Ingest {
     }
 
     async fn removed(&self, notice: &Notice) -> Result<Outcome, IngestError> {
-        let dataset = ImageKey::dataset_of(&notice.key).map(|d| d.to_string()).unwrap_or_else(|| NO_DATASET.to_owned());
+        let dataset = catalog_dataset(&notice.key);
         let current = self.current(&dataset_pk(&dataset), &image_sk(&notice.key)).await?;
         let (mut record, read_version) = match current {
             Some((record, _)) if record.sequencer >= notice.sequencer => {
@@ -404,6 +404,11 @@ impl Ingest {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// The dataset a key's record is filed under: the one it names, or [`NO_DATASET`].
+fn catalog_dataset(key: &str) -> String {
+    ImageKey::dataset_of(key).map(|d| d.to_string()).unwrap_or_else(|| NO_DATASET.to_owned())
 }
 
 fn ignored(notice: &Notice, why: &str) -> Outcome {

@@ -187,10 +187,11 @@ impl ObjectStore for FsObjectStore {
             Err(e) if e.kind() == ErrorKind::NotFound => return Err(not_found()),
             Err(e) => return Err(io_error(e)),
         };
-        let size = file.metadata().map_err(io_error)?.len();
-        if !file.metadata().map_err(io_error)?.is_file() {
+        let metadata = file.metadata().map_err(io_error)?;
+        if !metadata.is_file() {
             return Err(not_found());
         }
+        let size = metadata.len();
         if size > max_bytes {
             return Err(ObjectStoreError::TooLarge { bucket: bucket.into(), key: key.into(), size, limit: max_bytes });
         }
