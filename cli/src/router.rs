@@ -6,13 +6,15 @@ use std::time::Duration;
 use aws_lambda_events::s3::S3Event;
 use chrono::{TimeZone, Utc};
 use cvops_core::ports::Queue;
+use cvops_core::model_card::CARD_FILE;
 use cvops_ingest::{IngestEvent, Outcome};
+use cvops_register_model::{Outcome as RegisterOutcome, RegisterError};
 use cvops_local::{ObjectEvent, ObjectEventKind};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::json;
 use tracing::warn;
 
-use crate::platform::{LocalPlatform, INGEST_FAILURES_QUEUE, RAW_BUCKET};
+use crate::platform::{LocalPlatform, INGEST_FAILURES_QUEUE, MODELS_BUCKET, RAW_BUCKET, REGISTER_FAILURES_QUEUE};
 
 /// Attempts per event before it goes to the failure queue: Lambda's asynchronous invocation
 /// makes three (the first and two retries).
@@ -58,33 +60,60 @@ pub fn s3_event(event: &ObjectEvent) -> S3Event {
     serde_json::from_value(json!({"Records": [record]})).expect("the local S3 event has the AWS shape")
 }
 
-/// Delivers one bucket change to its subscriber. Only the raw bucket has one (ingest), as on
-/// AWS, so that no function is triggered by its own writes to the store bucket.
+/// Delivers one raw-bucket change to ingest. Other buckets' changes go nowhere here: the store
+/// bucket has no subscriber, as on AWS, so no function is triggered by its own writes; the models
+/// bucket's cards go to register-model through [`route_model_card`].
 pub async fn route(platform: &LocalPlatform, event: &ObjectEvent) -> anyhow::Result<Vec<Outcome>> {
     if event.bucket != RAW_BUCKET {
         return Ok(Vec::new());
     }
     let s3 = IngestEvent::Records(s3_event(event));
-    let mut last_error = None;
-    for attempt in 1..=ATTEMPTS {
-        match platform.ingest.handle(&s3).await {
-            Ok(outcomes) => return Ok(outcomes),
-            Err(e) if e.is_retryable() && attempt < ATTEMPTS => {
-                warn!(error = %e, attempt, "ingest failed; retrying");
+    invoke_async("ingest", INGEST_FAILURES_QUEUE, platform, &s3, &event.key, || platform.ingest.handle(&s3), |e| e.is_retryable()).await
+}
+
+/// Delivers a models-bucket change to register-model when it is a model card (the notification
+/// filter on AWS: prefix `models/`, suffix `card.json`).
+pub async fn route_model_card(platform: &LocalPlatform, event: &ObjectEvent) -> anyhow::Result<Vec<RegisterOutcome>> {
+    if event.bucket != MODELS_BUCKET || !event.key.starts_with("models/") || !event.key.ends_with(CARD_FILE) {
+        return Ok(Vec::new());
+    }
+    let s3 = s3_event(event);
+    let retryable = |e: &RegisterError| e.is_retryable();
+    invoke_async("register-model", REGISTER_FAILURES_QUEUE, platform, &s3, &event.key, || platform.register.handle(&s3), retryable)
+        .await
+}
+
+/// Lambda's asynchronous invocation: up to [`ATTEMPTS`] tries while the error is retryable, then
+/// the event and its error go to the function's failure queue (its on-failure destination).
+async fn invoke_async<T, E, Fut>(
+    function: &str,
+    failures: &str,
+    platform: &LocalPlatform,
+    event: &impl serde::Serialize,
+    key: &str,
+    mut call: impl FnMut() -> Fut,
+    retryable: impl Fn(&E) -> bool,
+) -> anyhow::Result<T>
+where
+    Fut: std::future::Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    let mut attempt = 0;
+    let error = loop {
+        attempt += 1;
+        match call().await {
+            Ok(outcome) => return Ok(outcome),
+            Err(e) if retryable(&e) && attempt < ATTEMPTS => {
+                warn!(error = %e, attempt, function, "function failed; retrying");
                 tokio::time::sleep(Duration::from_millis(50 * attempt as u64)).await;
             }
-            Err(e) => {
-                last_error = Some(e);
-                break;
-            }
+            Err(e) => break e,
         }
-    }
-    let error = last_error.expect("the loop ends with an error unless it returned");
+    };
     // Kept, never dropped: the event and its error wait in the failure queue.
-    let attributes = BTreeMap::from([("error".to_owned(), error.to_string()), ("function".to_owned(), "ingest".to_owned())]);
-    let body = serde_json::to_string(&s3)?;
-    platform.queue.send(INGEST_FAILURES_QUEUE, &body, &attributes).await?;
-    anyhow::bail!("ingest failed on {} ({error}); the event is kept in the {INGEST_FAILURES_QUEUE} queue", event.key)
+    let attributes = BTreeMap::from([("error".to_owned(), error.to_string()), ("function".to_owned(), function.to_owned())]);
+    platform.queue.send(failures, &serde_json::to_string(event)?, &attributes).await?;
+    anyhow::bail!("{function} failed on {key} ({error}); the event is kept in the {failures} queue")
 }
 
 #[cfg(test)]

@@ -18,3 +18,13 @@ pub fn s3_event(template: &[u8], bucket: &str, encoded_key: &str, sequencer: &st
     }
     IngestEvent::Records(event)
 }
+
+pub const MODEL_CARD_CREATED: &[u8] = include_bytes!("../../events/model-card-created.json");
+
+/// The model-card ObjectCreated event for `key` in `bucket`, as register-model receives it.
+pub fn card_event(bucket: &str, key: &str, sequencer: &str) -> S3Event {
+    match s3_event(MODEL_CARD_CREATED, bucket, key, sequencer, None) {
+        IngestEvent::Records(event) => event,
+        IngestEvent::Test(_) => unreachable!("the template holds records"),
+    }
+}

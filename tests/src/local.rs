@@ -38,3 +38,35 @@ impl Default for LocalStack {
         Self::new()
     }
 }
+
+/// The digits sample set, in the repository.
+pub fn digits_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../samplesets/digits")
+}
+
+impl LocalStack {
+    /// Uploads the first `per_label` digits of every label of each split into `dataset` and
+    /// ingests them as S3 events would; returns how many were uploaded.
+    pub async fn upload_digits(&self, dataset: &str, per_label: [(&str, usize); 3]) -> usize {
+        use cvops_core::ports::ObjectStore;
+        let ingest = self.ingest();
+        let mut uploaded = 0;
+        for (split, count) in per_label {
+            for label in 0..10 {
+                let dir = digits_dir().join(split).join(label.to_string());
+                let mut names: Vec<_> = std::fs::read_dir(&dir).expect("the digits").map(|e| e.unwrap().path()).collect();
+                names.sort();
+                for path in names.into_iter().take(count) {
+                    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                    let key = format!("datasets/{dataset}/{split}/{label}/{name}");
+                    let data = bytes::Bytes::from(std::fs::read(&path).unwrap());
+                    self.objects.put(RAW, &key, data).await.unwrap();
+                    uploaded += 1;
+                    let event = crate::events::s3_event(crate::events::S3_PUT, RAW, &key, &format!("{uploaded:08}"), None);
+                    ingest.handle(&event).await.unwrap();
+                }
+            }
+        }
+        uploaded
+    }
+}

@@ -45,6 +45,7 @@ async fn a_training_request_becomes_a_gpu_array_job_on_batch() {
         Arc::new(BatchJobRunner::new(wiretap.batch_client(&aws), &job_queue, &job_definition)),
         Arc::new(SystemClock),
         DispatchConfig {
+            raw_bucket: "raw".into(),
             store_bucket: store.clone(),
             models_bucket: "models".into(),
             dead_letter_queue: dead_letter,

@@ -39,6 +39,7 @@ async fn env() -> Env {
     let jobs = Arc::new(ProcessJobRunner::new(dir.path().join("jobs")).unwrap());
     let env_file = dir.path().join("job-env-$AWS_BATCH_JOB_ARRAY_INDEX.txt").display().to_string();
     let config = DispatchConfig {
+        raw_bucket: "raw".into(),
         store_bucket: "store".into(),
         models_bucket: "models".into(),
         dead_letter_queue: DLQ.into(),

@@ -69,6 +69,7 @@ async fn training_requests_on_the_local_queue_reach_dispatch_training() {
     cvops::commands::upload::upload_dir(&platform, &mut events, &dataset, &samples).await.unwrap();
     let jobs = Arc::new(ProcessJobRunner::new(dir.path().join("jobs")).unwrap());
     let config = DispatchConfig {
+        raw_bucket: "raw".into(),
         store_bucket: "store".into(),
         models_bucket: "models".into(),
         dead_letter_queue: TRAINING_DEAD_LETTER_QUEUE.into(),

@@ -18,6 +18,8 @@ use crate::request::{RequestError, TrainingRequest};
 /// What the function is configured with, read once at start-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DispatchConfig {
+    /// Where the accepted images are; the trainer reads the manifest's keys from it.
+    pub raw_bucket: String,
     pub store_bucket: String,
     pub models_bucket: String,
     /// Where refused requests go, with their reason.
@@ -277,6 +279,7 @@ impl Dispatch {
             ("CVOPS_DATASET".to_owned(), run.dataset.clone()),
             ("CVOPS_SNAPSHOT".to_owned(), run.snapshot.clone()),
             ("CVOPS_SNAPSHOT_DESCRIPTOR".to_owned(), snapshot::descriptor_key(&run.dataset, &run.snapshot)),
+            ("CVOPS_RAW_BUCKET".to_owned(), self.config.raw_bucket.clone()),
             ("CVOPS_STORE_BUCKET".to_owned(), self.config.store_bucket.clone()),
             ("CVOPS_MODELS_BUCKET".to_owned(), self.config.models_bucket.clone()),
             ("CVOPS_HYPERPARAMETER_POINTS".to_owned(), serde_json::to_string(&run.points).expect("points serialise")),

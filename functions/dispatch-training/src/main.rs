@@ -26,6 +26,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let table = env::required("CVOPS_TABLE")?;
     let gpus = std::env::var("CVOPS_TRAINING_GPUS").ok().map(|g| g.parse::<u32>()).transpose()?.unwrap_or(1);
     let config = DispatchConfig {
+        raw_bucket: env::required("CVOPS_RAW_BUCKET")?,
         store_bucket: env::required("CVOPS_STORE_BUCKET")?,
         models_bucket: env::required("CVOPS_MODELS_BUCKET")?,
         dead_letter_queue: env::required("CVOPS_DEAD_LETTER_QUEUE_URL")?,

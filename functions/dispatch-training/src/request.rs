@@ -14,13 +14,17 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// The hyperparameters the reference trainer understands, with their allowed ranges.
-pub const HYPERPARAMETERS: [(&str, f64, f64); 6] = [
+pub const HYPERPARAMETERS: [(&str, f64, f64); 10] = [
     ("epochs", 1.0, 1000.0),
     ("batch_size", 1.0, 4096.0),
     ("learning_rate", 1e-7, 1.0),
     ("weight_decay", 0.0, 1.0),
     ("patience", 1.0, 100.0),
     ("image_size", 8.0, 1024.0),
+    ("width", 4.0, 256.0),
+    ("shift", 0.0, 16.0),
+    ("flip", 0.0, 1.0),
+    ("seed", 0.0, 4294967295.0),
 ];
 /// The most points one sweep may expand to (one Batch array job).
 pub const MAX_SWEEP_POINTS: usize = 100;

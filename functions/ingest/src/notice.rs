@@ -3,7 +3,7 @@
 use aws_lambda_events::s3::{S3Event, S3EventRecord};
 use chrono::{DateTime, Utc};
 use cvops_core::sequencer::Sequencer;
-use percent_encoding::percent_decode_str;
+use cvops_core::key::decode_event_key;
 use serde::{Deserialize, Serialize};
 
 /// What S3 may send the function: event records, or the test event it sends once when a
@@ -55,10 +55,7 @@ pub enum NoticeError {
 
 /// Decodes a key as S3 writes it into event notifications (form encoding).
 pub fn decode_key(encoded: &str) -> Result<String, NoticeError> {
-    percent_decode_str(&encoded.replace('+', " "))
-        .decode_utf8()
-        .map(|key| key.into_owned())
-        .map_err(|_| NoticeError::BadKeyEncoding(encoded.to_owned()))
+    decode_event_key(encoded).ok_or_else(|| NoticeError::BadKeyEncoding(encoded.to_owned()))
 }
 
 impl TryFrom<&S3EventRecord> for Notice {

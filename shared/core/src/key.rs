@@ -212,3 +212,9 @@ mod tests {
         assert!((800..1_200).contains(&counts[2]), "{counts:?}");
     }
 }
+
+/// Decodes an object key as S3 writes it into event notifications (form encoding: `+` is a
+/// space, `%xx` are UTF-8 bytes); `None` when the bytes are not UTF-8.
+pub fn decode_event_key(encoded: &str) -> Option<String> {
+    percent_encoding::percent_decode_str(&encoded.replace('+', " ")).decode_utf8().ok().map(|key| key.into_owned())
+}

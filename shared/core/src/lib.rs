@@ -8,6 +8,8 @@
 //! - [`ports`]: the small traits (object store, table, queue, job runner) that the functions are
 //!   written against; `cvops-local` and (later) `cvops-aws` implement them.
 //! - [`snapshot`]: immutable, content-addressed dataset snapshots with their feature baseline.
+//! - [`preprocess`], [`model_card`], [`metrics`], [`registry`]: what the trainer, register-model and
+//!   the endpoint agree on: one preprocessing, one card format, one way to count, one registry.
 //! - [`clock`]: time as a port, so expiry and ordering can be tested.
 //!
 //! Why the validator lives here and not in the ingest function: the CLI's `validate` command and
@@ -16,8 +18,12 @@
 pub mod catalog;
 pub mod clock;
 pub mod key;
+pub mod metrics;
+pub mod model_card;
 pub mod ports;
+pub mod preprocess;
 pub mod reason;
+pub mod registry;
 pub mod sequencer;
 pub mod snapshot;
 pub mod stats;

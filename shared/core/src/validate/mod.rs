@@ -6,6 +6,7 @@
 //! decoders pad a cut-off file silently), and only then a full decode under `image::Limits`, inside
 //! `catch_unwind` so a decoder bug becomes `corrupt` instead of a crash.
 
+mod decode;
 mod jpeg_luma;
 mod limits;
 mod sniff;
@@ -18,6 +19,7 @@ use image::{DynamicImage, ImageDecoder, ImageError, ImageReader};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use decode::decode_image;
 pub use limits::ValidationLimits;
 pub use sniff::Format;
 

@@ -1,0 +1,299 @@
+//! The register-model handler: a model card's ObjectCreated event in, a registered (or rejected)
+//! version out, promoted to `production` when it passes the gate.
+//!
+//! Order, for safety under retries: everything that can fail for good (card, checksum, loading,
+//! evaluation) is decided before anything is written; the version number is claimed with a
+//! conditional write keyed by the card, so a redelivered event reuses it; the version record is
+//! written before the alias moves; the alias moves by a conditional write, re-deciding the gate
+//! if another promotion got there first.
+
+use std::sync::Arc;
+
+use aws_lambda_events::s3::S3Event;
+use cvops_core::clock::Clock;
+use cvops_core::key::decode_event_key;
+use cvops_core::model_card::{parse_card_key, ModelCard, MAX_CARD_BYTES};
+use cvops_core::ports::{ObjectStore, ObjectStoreError, Table, TableError};
+use cvops_core::registry::{self, Alias, GateDecision, Lineage, ModelVersion, VersionStatus};
+use cvops_core::snapshot::{descriptor_key, Snapshot};
+use cvops_inference::LoadedModel;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tracing::{info, instrument, warn};
+
+use crate::config::RegisterConfig;
+use crate::evaluate::{evaluate_on_test_split, EvaluateError};
+
+/// The largest model artifact read.
+pub const MAX_MODEL_BYTES: u64 = 1 << 30;
+/// Attempts at moving the alias when other promotions race this one.
+const PROMOTION_ATTEMPTS: usize = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error("table: {0}")]
+    Table(#[from] TableError),
+    #[error("object store: {0}")]
+    Objects(#[from] ObjectStoreError),
+    #[error("evaluation: {0}")]
+    Evaluate(#[from] EvaluateError),
+}
+
+impl RegisterError {
+    /// Every error that reaches the caller is transient (a rejected model is an outcome, not an
+    /// error), except a table conflict that persisted.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            RegisterError::Table(e) => e.is_retryable() || e.is_conflict(),
+            RegisterError::Objects(e) => e.is_retryable(),
+            RegisterError::Evaluate(EvaluateError::Objects(e)) => e.is_retryable(),
+            RegisterError::Evaluate(_) => false,
+        }
+    }
+}
+
+/// What became of one event record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    Registered { version: Box<ModelVersion>, promoted: bool },
+    Rejected { version: Box<ModelVersion> },
+    /// The card was registered before: a redelivered event.
+    AlreadyRegistered { model: String, version: u32 },
+    /// Not a card key, or the card is gone.
+    Ignored { key: String, why: String },
+}
+
+/// Why a candidate is refused, with its stable code.
+struct Refusal {
+    code: &'static str,
+    reason: String,
+}
+
+fn refuse(code: &'static str, reason: impl Into<String>) -> Refusal {
+    Refusal { code, reason: reason.into() }
+}
+
+/// A candidate that passed verification and evaluation, not yet written anywhere.
+struct Verified {
+    card: ModelCard,
+    snapshot: Snapshot,
+    evaluation: cvops_core::metrics::Evaluation,
+}
+
+#[derive(Debug, Clone)]
+pub struct Register {
+    table: Arc<dyn Table>,
+    objects: Arc<dyn ObjectStore>,
+    clock: Arc<dyn Clock>,
+    config: RegisterConfig,
+}
+
+impl Register {
+    pub fn new(table: Arc<dyn Table>, objects: Arc<dyn ObjectStore>, clock: Arc<dyn Clock>, config: RegisterConfig) -> Self {
+        Self { table, objects, clock, config }
+    }
+
+    pub async fn handle(&self, event: &S3Event) -> Result<Vec<Outcome>, RegisterError> {
+        let mut outcomes = Vec::new();
+        for record in &event.records {
+            let (Some(bucket), Some(key)) = (record.s3.bucket.name.as_deref(), record.s3.object.key.as_deref()) else {
+                continue;
+            };
+            let key = decode_event_key(key).unwrap_or_else(|| key.to_owned());
+            let created = record.event_name.as_deref().is_some_and(|name| name.starts_with("ObjectCreated:"));
+            if !created {
+                outcomes.push(Outcome::Ignored { key, why: "not an ObjectCreated event".into() });
+                continue;
+            }
+            outcomes.push(self.register_card(bucket, &key).await?);
+        }
+        Ok(outcomes)
+    }
+
+    #[instrument(skip(self), fields(bucket, key))]
+    pub async fn register_card(&self, bucket: &str, key: &str) -> Result<Outcome, RegisterError> {
+        let Some((model, run_id, point)) = parse_card_key(key) else {
+            return Ok(Outcome::Ignored { key: key.into(), why: "not a model card key (models/<model>/runs/<run>/<point>/card.json)".into() });
+        };
+        if let Some(version) = registry::version_of_card(self.table.as_ref(), &model, &run_id, point).await? {
+            if registry::get_version(self.table.as_ref(), &model, version).await?.is_some() {
+                info!(%model, version, "card already registered: a redelivered event");
+                return Ok(Outcome::AlreadyRegistered { model, version });
+            }
+        }
+        let card_bytes = match self.objects.get(bucket, key, MAX_CARD_BYTES).await {
+            Ok(bytes) => Some(bytes),
+            Err(ObjectStoreError::NotFound { .. }) => {
+                return Ok(Outcome::Ignored { key: key.into(), why: "the card no longer exists".into() });
+            }
+            Err(ObjectStoreError::TooLarge { .. }) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let now = self.clock.now().to_rfc3339();
+        registry::remember_model(self.table.as_ref(), &model, &now).await?;
+        let verified = match card_bytes {
+            None => Err(refuse("malformed_card", format!("the card is over the {MAX_CARD_BYTES} byte limit"))),
+            Some(bytes) => self.verify(bucket, &model, &bytes).await?,
+        };
+        let version = registry::claim_version(self.table.as_ref(), &model, &run_id, point).await?;
+        match verified {
+            Err(refusal) => {
+                warn!(%model, version, code = refusal.code, reason = %refusal.reason, "model rejected; production untouched");
+                let record = ModelVersion {
+                    model,
+                    version,
+                    status: VersionStatus::Rejected,
+                    reason_code: Some(refusal.code.into()),
+                    reason: Some(refusal.reason),
+                    card_key: key.into(),
+                    artifact: None,
+                    labels: Vec::new(),
+                    input: None,
+                    lineage: None,
+                    evaluation: None,
+                    gate: None,
+                    registered_at: now,
+                };
+                registry::put_version(self.table.as_ref(), &record).await?;
+                Ok(Outcome::Rejected { version: Box::new(record) })
+            }
+            Ok(candidate) => self.register_and_promote(key, version, candidate, now).await,
+        }
+    }
+
+    /// Checks the card, the artifact's checksum, that tract loads it, and evaluates it.
+    async fn verify(&self, bucket: &str, model: &str, card_bytes: &[u8]) -> Result<Result<Verified, Refusal>, RegisterError> {
+        let card = match ModelCard::parse(card_bytes) {
+            Ok(card) if card.model == model => card,
+            Ok(card) => return Ok(Err(refuse("malformed_card", format!("the card names model {:?} under {model:?}'s key", card.model)))),
+            Err(reason) => return Ok(Err(refuse("malformed_card", reason))),
+        };
+        let artifact = match self.objects.get(bucket, &card.artifact.key, MAX_MODEL_BYTES).await {
+            Ok(bytes) => bytes,
+            Err(ObjectStoreError::NotFound { .. }) => {
+                return Ok(Err(refuse("missing_artifact", format!("{} does not exist; the trainer did not finish", card.artifact.key))))
+            }
+            Err(ObjectStoreError::TooLarge { size, .. }) => {
+                return Ok(Err(refuse("missing_artifact", format!("the artifact is {size} bytes, over {MAX_MODEL_BYTES}"))))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let sha256 = hex::encode(Sha256::digest(&artifact));
+        if sha256 != card.artifact.sha256 {
+            return Ok(Err(refuse(
+                "checksum_mismatch",
+                format!("{} has sha256 {sha256}, the card says {}; the artifact was changed or corrupted", card.artifact.key, card.artifact.sha256),
+            )));
+        }
+        let loaded = match LoadedModel::load(&artifact, &card.input, card.labels.len()) {
+            Ok(loaded) => loaded,
+            Err(e) => return Ok(Err(refuse(e.code(), e.to_string()))),
+        };
+        let snapshot = match self.snapshot(&card.dataset, &card.snapshot).await? {
+            Some(snapshot) => snapshot,
+            None => return Ok(Err(refuse("unknown_snapshot", format!("snapshot {} of {} does not exist", card.snapshot, card.dataset)))),
+        };
+        let evaluation = self.evaluate(&loaded, &card.labels, &snapshot).await?;
+        if evaluation.images == 0 {
+            return Ok(Err(refuse("no_test_images", format!("snapshot {} has no readable test images to evaluate on", snapshot.id))));
+        }
+        Ok(Ok(Verified { card, snapshot, evaluation }))
+    }
+
+    async fn snapshot(&self, dataset: &str, id: &str) -> Result<Option<Snapshot>, RegisterError> {
+        match self.objects.get(&self.config.store_bucket, &descriptor_key(dataset, id), 64 << 20).await {
+            Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+            Err(ObjectStoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn evaluate(&self, model: &LoadedModel, labels: &[String], snapshot: &Snapshot) -> Result<cvops_core::metrics::Evaluation, RegisterError> {
+        let (raw, store) = (&self.config.raw_bucket, &self.config.store_bucket);
+        Ok(evaluate_on_test_split(model, labels, self.objects.as_ref(), raw, store, snapshot).await?)
+    }
+
+    /// Production's accuracy on the candidate's test split: its recorded evaluation when it was
+    /// evaluated on the same snapshot, else a fresh evaluation of its artifact.
+    async fn production_accuracy(&self, model: &str, alias: &Alias, snapshot: &Snapshot) -> Result<Option<f64>, RegisterError> {
+        let Some(current) = registry::get_version(self.table.as_ref(), model, alias.version).await? else { return Ok(None) };
+        if let (Some(lineage), Some(evaluation)) = (&current.lineage, &current.evaluation) {
+            if lineage.snapshot == snapshot.id {
+                return Ok(Some(evaluation.accuracy));
+            }
+        }
+        let (Some(artifact), Some(input)) = (&current.artifact, &current.input) else { return Ok(None) };
+        let bytes = self.objects.get(&self.config.models_bucket, &artifact.key, MAX_MODEL_BYTES).await?;
+        let loaded = match LoadedModel::load(&bytes, input, current.labels.len()) {
+            Ok(loaded) => loaded,
+            Err(_) => return Ok(None),
+        };
+        Ok(Some(self.evaluate(&loaded, &current.labels, snapshot).await?.accuracy))
+    }
+
+    async fn decide(&self, model: &str, accuracy: f64, snapshot: &Snapshot) -> Result<(GateDecision, Option<(Alias, u64)>), RegisterError> {
+        let current = registry::production(self.table.as_ref(), model).await?;
+        let production = match &current {
+            Some((alias, _)) => self.production_accuracy(model, alias, snapshot).await?.map(|a| (alias.version, a)),
+            None => None,
+        };
+        Ok((registry::gate(accuracy, self.config.promotion_floor, production), current))
+    }
+
+    async fn register_and_promote(&self, key: &str, version: u32, candidate: Verified, now: String) -> Result<Outcome, RegisterError> {
+        let Verified { card, snapshot, evaluation } = candidate;
+        let (mut gate, mut current) = self.decide(&card.model, evaluation.accuracy, &snapshot).await?;
+        let mut record = ModelVersion {
+            model: card.model.clone(),
+            version,
+            status: VersionStatus::Registered,
+            reason_code: None,
+            reason: None,
+            card_key: key.into(),
+            artifact: Some(card.artifact.clone()),
+            labels: card.labels.clone(),
+            input: Some(card.input.clone()),
+            lineage: Some(Lineage {
+                run_id: card.run_id.clone(),
+                point: card.point,
+                dataset: card.dataset.clone(),
+                snapshot: card.snapshot.clone(),
+                trainer_version: card.trainer.version.clone(),
+                hyperparameters: card.hyperparameters.clone(),
+            }),
+            evaluation: Some(evaluation),
+            gate: Some(gate.clone()),
+            registered_at: now.clone(),
+        };
+        registry::put_version(self.table.as_ref(), &record).await?;
+        let mut promoted = false;
+        for _ in 0..PROMOTION_ATTEMPTS {
+            if !gate.passed {
+                break;
+            }
+            let previous = current.as_ref().map(|(alias, _)| {
+                let mut previous = alias.previous.clone();
+                previous.push(alias.version);
+                previous
+            });
+            let alias = Alias { version, previous: previous.unwrap_or_default(), updated_at: now.clone(), reason: gate.explanation.clone() };
+            match registry::swap_production(self.table.as_ref(), &card.model, current.as_ref().map(|(_, v)| *v), &alias).await {
+                Ok(()) => {
+                    promoted = true;
+                    break;
+                }
+                Err(TableError::Conflict { .. }) => {
+                    // Another version was promoted meanwhile: judge against it instead.
+                    let accuracy = gate.accuracy;
+                    (gate, current) = self.decide(&card.model, accuracy, &snapshot).await?;
+                    record.gate = Some(gate.clone());
+                    registry::put_version(self.table.as_ref(), &record).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        info!(model = %card.model, version, promoted, gate = %gate.explanation, "model registered");
+        Ok(Outcome::Registered { version: Box::new(record), promoted })
+    }
+}

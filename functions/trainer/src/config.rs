@@ -1,0 +1,182 @@
+//! What the job is told, read once from the environment dispatch-training gives it (the same on
+//! AWS Batch and in a local child process), and the typed hyperparameters.
+
+use std::collections::BTreeMap;
+
+/// Everything the job needs to know, from `CVOPS_*` and `AWS_BATCH_JOB_ARRAY_INDEX`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainerConfig {
+    pub run_id: String,
+    pub model: String,
+    pub dataset: String,
+    pub snapshot: String,
+    /// The snapshot descriptor's key in the store bucket.
+    pub snapshot_descriptor: String,
+    pub store_bucket: String,
+    /// Where the accepted images are (the manifest's keys).
+    pub raw_bucket: String,
+    pub models_bucket: String,
+    /// This child's sweep point (0 for a single job).
+    pub point: u32,
+    pub hyperparameters: Hyperparameters,
+    /// The raw values of the point, recorded in the card.
+    pub hyperparameter_values: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error("{0} is not set; the job is started by dispatch-training, which sets it")]
+    Missing(&'static str),
+    #[error("{name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+impl TrainerConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let required = |name: &'static str| lookup(name).filter(|v| !v.is_empty()).ok_or(ConfigError::Missing(name));
+        let point = match lookup("AWS_BATCH_JOB_ARRAY_INDEX") {
+            Some(index) => index
+                .parse::<u32>()
+                .map_err(|e| ConfigError::Invalid { name: "AWS_BATCH_JOB_ARRAY_INDEX", reason: e.to_string() })?,
+            None => 0,
+        };
+        let points: Vec<BTreeMap<String, f64>> = match lookup("CVOPS_HYPERPARAMETER_POINTS") {
+            Some(json) => serde_json::from_str(&json)
+                .map_err(|e| ConfigError::Invalid { name: "CVOPS_HYPERPARAMETER_POINTS", reason: e.to_string() })?,
+            None => Vec::new(),
+        };
+        let values = match points.get(point as usize) {
+            Some(values) => values.clone(),
+            None if points.is_empty() => BTreeMap::new(),
+            None => {
+                return Err(ConfigError::Invalid {
+                    name: "AWS_BATCH_JOB_ARRAY_INDEX",
+                    reason: format!("index {point} but only {} hyperparameter points", points.len()),
+                })
+            }
+        };
+        let hyperparameters = Hyperparameters::from_values(&values)
+            .map_err(|reason| ConfigError::Invalid { name: "CVOPS_HYPERPARAMETER_POINTS", reason })?;
+        Ok(Self {
+            run_id: required("CVOPS_RUN_ID")?,
+            model: required("CVOPS_MODEL")?,
+            dataset: required("CVOPS_DATASET")?,
+            snapshot: required("CVOPS_SNAPSHOT")?,
+            snapshot_descriptor: required("CVOPS_SNAPSHOT_DESCRIPTOR")?,
+            store_bucket: required("CVOPS_STORE_BUCKET")?,
+            raw_bucket: required("CVOPS_RAW_BUCKET")?,
+            models_bucket: required("CVOPS_MODELS_BUCKET")?,
+            point,
+            hyperparameters,
+            hyperparameter_values: values,
+        })
+    }
+}
+
+/// The trainer's knobs. Names and ranges are dispatch-training's `HYPERPARAMETERS`; requests are
+/// checked there, so values here are already in range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hyperparameters {
+    pub epochs: u32,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    /// Epochs without a better validation accuracy before stopping early.
+    pub patience: u32,
+    /// Square input side; `None` picks it from the data (the typical short side, 16..=64).
+    pub image_size: Option<u32>,
+    /// Channels of the first block (then 2x and 4x).
+    pub width: usize,
+    /// The largest random shift, in pixels, of the training augmentation.
+    pub shift: u32,
+    /// 1 to also flip training images left-right (not for digits or text).
+    pub flip: bool,
+    pub seed: u64,
+}
+
+impl Default for Hyperparameters {
+    fn default() -> Self {
+        Self {
+            epochs: 20,
+            batch_size: 64,
+            learning_rate: 1e-2,
+            weight_decay: 1e-4,
+            patience: 8,
+            image_size: None,
+            width: 16,
+            shift: 2,
+            flip: false,
+            seed: 0,
+        }
+    }
+}
+
+impl Hyperparameters {
+    pub fn from_values(values: &BTreeMap<String, f64>) -> Result<Self, String> {
+        let mut h = Self::default();
+        for (name, &value) in values {
+            if !value.is_finite() || value < 0.0 {
+                return Err(format!("{name} = {value} must be a finite, non-negative number"));
+            }
+            match name.as_str() {
+                "epochs" => h.epochs = value as u32,
+                "batch_size" => h.batch_size = (value as usize).max(1),
+                "learning_rate" => h.learning_rate = value,
+                "weight_decay" => h.weight_decay = value,
+                "patience" => h.patience = (value as u32).max(1),
+                "image_size" => h.image_size = Some(value as u32),
+                "width" => h.width = (value as usize).max(1),
+                "shift" => h.shift = value as u32,
+                "flip" => h.flip = value >= 0.5,
+                "seed" => h.seed = value as u64,
+                other => return Err(format!("{other} is not a hyperparameter of the trainer")),
+            }
+        }
+        Ok(h)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |name| map.get(name).cloned()
+    }
+
+    const BASE: [(&str, &str); 8] = [
+        ("CVOPS_RUN_ID", "r1"),
+        ("CVOPS_MODEL", "digits"),
+        ("CVOPS_DATASET", "digits"),
+        ("CVOPS_SNAPSHOT", "s1"),
+        ("CVOPS_SNAPSHOT_DESCRIPTOR", "snapshots/digits/s1.json"),
+        ("CVOPS_STORE_BUCKET", "store"),
+        ("CVOPS_RAW_BUCKET", "raw"),
+        ("CVOPS_MODELS_BUCKET", "models"),
+    ];
+
+    #[test]
+    fn an_array_child_takes_its_point() {
+        let mut pairs = BASE.to_vec();
+        pairs.push(("CVOPS_HYPERPARAMETER_POINTS", r#"[{"epochs":2},{"epochs":5,"width":8}]"#));
+        pairs.push(("AWS_BATCH_JOB_ARRAY_INDEX", "1"));
+        let config = TrainerConfig::from_lookup(env(&pairs)).unwrap();
+        assert_eq!((config.point, config.hyperparameters.epochs, config.hyperparameters.width), (1, 5, 8));
+    }
+
+    #[test]
+    fn a_missing_variable_is_named() {
+        let pairs: Vec<_> = BASE.iter().filter(|(k, _)| *k != "CVOPS_RAW_BUCKET").copied().collect();
+        assert_eq!(TrainerConfig::from_lookup(env(&pairs)), Err(ConfigError::Missing("CVOPS_RAW_BUCKET")));
+    }
+
+    #[test]
+    fn unknown_hyperparameters_are_refused() {
+        assert!(Hyperparameters::from_values(&BTreeMap::from([("dropout".to_string(), 0.1)])).is_err());
+    }
+}

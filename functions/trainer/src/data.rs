@@ -1,0 +1,183 @@
+//! Loading a snapshot for training: the manifest's images fetched through the object-store port
+//! (many at once), checked against the manifest's sha256, decoded and resized in parallel on
+//! every core, and kept as bytes (CHW planes, a quarter of the floats' size).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use cvops_core::key::Split;
+use cvops_core::ports::{ObjectStore, ObjectStoreError};
+use cvops_core::preprocess::planes;
+use cvops_core::snapshot::{self, ManifestLine, Snapshot, SnapshotError};
+use cvops_core::validate::{decode_image, ValidationLimits};
+use futures::{stream, StreamExt};
+use image::DynamicImage;
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+/// Fetches in flight at once.
+const CONCURRENT_FETCHES: usize = 32;
+/// Images decoded to decide the input size and channels when the request does not say.
+const PROBE: usize = 64;
+
+/// One split's images as CHW bytes, and their label indices.
+#[derive(Debug, Clone, Default)]
+pub struct Samples {
+    pub planes: Vec<u8>,
+    pub labels: Vec<u32>,
+}
+
+impl Samples {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadedData {
+    pub labels: Vec<String>,
+    pub size: u32,
+    pub channels: u8,
+    pub train: Samples,
+    pub val: Samples,
+    pub test: Samples,
+    /// Manifest entries skipped: the object is gone, changed since the snapshot, or undecodable.
+    pub skipped: BTreeMap<&'static str, usize>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("snapshot: {0}")]
+    Snapshot(#[from] SnapshotError),
+    #[error("object store: {0}")]
+    Objects(#[from] ObjectStoreError),
+    #[error("the snapshot has no {0} images; a model needs train and val images")]
+    EmptySplit(&'static str),
+}
+
+/// Reads the snapshot descriptor from the store bucket.
+pub async fn read_snapshot(objects: &dyn ObjectStore, bucket: &str, key: &str) -> Result<Snapshot, DataError> {
+    let data = objects.get(bucket, key, 64 << 20).await?;
+    serde_json::from_slice(&data).map_err(|e| {
+        DataError::Objects(ObjectStoreError::Backend {
+            message: format!("snapshot descriptor {key} is malformed: {e}"),
+            retryable: false,
+            source: None,
+        })
+    })
+}
+
+enum Fetched {
+    Image(ManifestLine, DynamicImage),
+    Skipped(&'static str),
+}
+
+async fn fetch(objects: &dyn ObjectStore, bucket: &str, line: ManifestLine, limits: &ValidationLimits) -> Result<Fetched, DataError> {
+    let data = match objects.get(bucket, &line.key, limits.max_bytes).await {
+        Ok(data) => data,
+        Err(ObjectStoreError::NotFound { .. }) => return Ok(Fetched::Skipped("missing")),
+        Err(e) => return Err(e.into()),
+    };
+    if hex::encode(Sha256::digest(&data)) != line.sha256 {
+        return Ok(Fetched::Skipped("changed_since_snapshot"));
+    }
+    Ok(match decode_image(&data, limits) {
+        Ok(image) => Fetched::Image(line, image),
+        Err(_) => Fetched::Skipped("undecodable"),
+    })
+}
+
+/// Loads every image of the snapshot. `size` fixes the square input side; `None` takes the
+/// median short side of the first images, clamped to 16..=64. Channels are 1 when those images
+/// are all grey, else 3. `progress` is called with (done, total) as images arrive.
+pub async fn load(
+    objects: &dyn ObjectStore,
+    raw_bucket: &str,
+    store_bucket: &str,
+    snapshot: &Snapshot,
+    size: Option<u32>,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<LoadedData, DataError> {
+    let mut lines = Vec::with_capacity(snapshot.samples as usize);
+    snapshot::for_each_line(objects, store_bucket, snapshot, |line| lines.push(line)).await?;
+    let total = lines.len();
+    let labels = snapshot.labels.clone();
+    let label_index: BTreeMap<&str, u32> = labels.iter().enumerate().map(|(i, l)| (l.as_str(), i as u32)).collect();
+    let limits = ValidationLimits::default();
+    let done = Arc::new(AtomicUsize::new(0));
+
+    let mut fetched = stream::iter(lines)
+        .map(|line| {
+            let (limits, done) = (&limits, done.clone());
+            async move {
+                let result = fetch(objects, raw_bucket, line, limits).await;
+                progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
+                result
+            }
+        })
+        .buffered(CONCURRENT_FETCHES);
+
+    // Decide the input from the first images, then convert in parallel batches as they arrive.
+    let mut data = LoadedData {
+        labels: labels.clone(),
+        size: 0,
+        channels: 0,
+        train: Samples::default(),
+        val: Samples::default(),
+        test: Samples::default(),
+        skipped: BTreeMap::new(),
+    };
+    let mut pending: Vec<(ManifestLine, DynamicImage)> = Vec::new();
+    loop {
+        let next = fetched.next().await;
+        let finished = next.is_none();
+        match next.transpose()? {
+            Some(Fetched::Image(line, image)) => pending.push((line, image)),
+            Some(Fetched::Skipped(why)) => *data.skipped.entry(why).or_default() += 1,
+            None => {}
+        }
+        if data.size == 0 && (pending.len() >= PROBE || finished) {
+            data.size = size.unwrap_or_else(|| typical_side(&pending));
+            data.channels = if pending.iter().all(|(_, image)| !image.color().has_color()) { 1 } else { 3 };
+        }
+        if data.size > 0 && (pending.len() >= 256 || finished) {
+            let converted: Vec<(Split, u32, Vec<u8>)> = std::mem::take(&mut pending)
+                .into_par_iter()
+                .filter_map(|(line, image)| {
+                    let label = *label_index.get(line.label.as_str())?;
+                    Some((line.split, label, planes(&image, data.size, data.size, data.channels)))
+                })
+                .collect();
+            for (split, label, bytes) in converted {
+                let samples = match split {
+                    Split::Train => &mut data.train,
+                    Split::Val => &mut data.val,
+                    Split::Test => &mut data.test,
+                };
+                samples.planes.extend_from_slice(&bytes);
+                samples.labels.push(label);
+            }
+        }
+        if finished {
+            break;
+        }
+    }
+    if data.train.is_empty() {
+        return Err(DataError::EmptySplit("train"));
+    }
+    if data.val.is_empty() {
+        return Err(DataError::EmptySplit("val"));
+    }
+    Ok(data)
+}
+
+fn typical_side(images: &[(ManifestLine, DynamicImage)]) -> u32 {
+    let mut sides: Vec<u32> = images.iter().map(|(_, image)| image.width().min(image.height())).collect();
+    sides.sort_unstable();
+    sides.get(sides.len() / 2).copied().unwrap_or(32).clamp(16, 64)
+}

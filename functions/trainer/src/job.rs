@@ -1,0 +1,182 @@
+//! One training job from start to finish, on the ports: read the snapshot, load its images,
+//! train, evaluate on the test split, export `model.onnx`, then write the card last, so that the
+//! card's arrival means the model is complete.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use candle_core::Device;
+use cvops_core::metrics::{Confusion, Evaluation};
+use cvops_core::model_card::{run_prefix, Artifact, ModelCard, TrainerInfo, TrainingMetrics, CARD_FILE, CARD_SCHEMA, MODEL_FILE};
+use cvops_core::ports::{ObjectStore, ObjectStoreError};
+use cvops_core::preprocess::InputSpec;
+use sha2::{Digest, Sha256};
+
+use crate::config::TrainerConfig;
+use crate::data::{self, DataError, LoadedData, Samples};
+use crate::model::{named_tensors, CnnShape};
+use crate::train::{predict, train};
+use crate::{onnx, TRAINER_VERSION};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainerError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error("training failed: {0}")]
+    Candle(#[from] candle_core::Error),
+    #[error("writing the model: {0}")]
+    Objects(#[from] ObjectStoreError),
+}
+
+/// What the job prints as it goes: one line per stage and per epoch.
+pub trait Progress: Sync {
+    fn line(&self, text: &str);
+}
+
+/// Progress on stderr (the job's log: CloudWatch on AWS, a log file locally).
+#[derive(Debug, Default)]
+pub struct Stderr;
+
+impl Progress for Stderr {
+    fn line(&self, text: &str) {
+        eprintln!("{text}");
+    }
+}
+
+/// The device: the first GPU when built with `cuda` and one is present, else the CPU.
+pub fn device() -> Device {
+    #[cfg(feature = "cuda")]
+    if let Ok(device) = Device::new_cuda(0) {
+        return device;
+    }
+    Device::Cpu
+}
+
+/// Per-channel mean and standard deviation of the training images, scaled to 0..1.
+fn channel_statistics(train: &Samples, channels: usize) -> (Vec<f32>, Vec<f32>) {
+    let plane = train.planes.len() / train.len().max(1) / channels;
+    let (mut sum, mut squares, mut count) = (vec![0f64; channels], vec![0f64; channels], 0f64);
+    for image in train.planes.chunks_exact(plane * channels) {
+        for (c, values) in image.chunks_exact(plane).enumerate() {
+            for &v in values {
+                let x = v as f64 / 255.0;
+                sum[c] += x;
+                squares[c] += x * x;
+            }
+        }
+        count += plane as f64;
+    }
+    let mean: Vec<f64> = sum.iter().map(|s| s / count.max(1.0)).collect();
+    let std = squares.iter().zip(&mean).map(|(q, m)| ((q / count.max(1.0) - m * m).max(0.0).sqrt().max(1e-3)) as f32);
+    (mean.iter().map(|&m| m as f32).collect(), std.collect())
+}
+
+fn evaluate(predicted: &[u32], samples: &Samples, labels: &[String]) -> Evaluation {
+    let mut confusion = Confusion::new(labels.to_vec());
+    for (&p, &t) in predicted.iter().zip(&samples.labels) {
+        confusion.add(t as usize, p as usize);
+    }
+    confusion.evaluation()
+}
+
+/// Runs the job; returns the card it wrote.
+pub async fn run(config: &TrainerConfig, objects: &dyn ObjectStore, device: &Device, progress: &dyn Progress) -> Result<ModelCard, TrainerError> {
+    let started = Instant::now();
+    let h = &config.hyperparameters;
+    let snapshot = data::read_snapshot(objects, &config.store_bucket, &config.snapshot_descriptor).await?;
+    progress.line(&format!(
+        "run {} point {}: snapshot {} of {} ({} images, {} labels) on {}",
+        config.run_id,
+        config.point,
+        snapshot.id,
+        snapshot.dataset,
+        snapshot.samples,
+        snapshot.labels.len(),
+        if device.is_cpu() { "cpu" } else { "cuda" }
+    ));
+    let step = (snapshot.samples as usize / 10).max(1);
+    let report = |done: usize, total: usize| {
+        if done % step == 0 || done == total {
+            progress.line(&format!("loading images {done}/{total}"));
+        }
+    };
+    let LoadedData { labels, size, channels, train: train_set, val, test, skipped } =
+        data::load(objects, &config.raw_bucket, &config.store_bucket, &snapshot, h.image_size, &report).await?;
+    if !skipped.is_empty() {
+        progress.line(&format!("skipped manifest entries: {skipped:?}"));
+    }
+    let (mean, std) = channel_statistics(&train_set, channels as usize);
+    let spec = InputSpec { name: onnx::INPUT.into(), width: size, height: size, channels, mean, std };
+    let shape = CnnShape::new(channels as usize, size as usize, size as usize, h.width, labels.len());
+    progress.line(&format!(
+        "training {} on {}x{}x{} inputs: {} train, {} val, {} test images",
+        shape.describe(),
+        channels,
+        size,
+        size,
+        train_set.len(),
+        val.len(),
+        test.len()
+    ));
+
+    let epochs = h.epochs;
+    let mut on_epoch = |e: &cvops_core::model_card::EpochRecord| {
+        progress.line(&format!(
+            "epoch {:>3}/{epochs}  loss {:.4}  train {:5.1}%  val {:5.1}%  {:.1} s",
+            e.epoch,
+            e.loss,
+            100.0 * e.train_accuracy,
+            100.0 * e.val_accuracy,
+            e.seconds
+        ));
+    };
+    let (net, vars, outcome) = train(shape.clone(), &train_set, &val, &spec, h, device, &mut on_epoch)?;
+    let test_evaluation = evaluate(&predict(&net, &test, &spec, h, device)?, &test, &labels);
+    progress.line(&format!(
+        "best epoch {} (val {:.2}%), test accuracy {:.2}% on {} images, {:.0} images/s",
+        outcome.best_epoch,
+        100.0 * outcome.val_accuracy,
+        100.0 * test_evaluation.accuracy,
+        test_evaluation.images,
+        outcome.images_per_second
+    ));
+
+    let metadata = [
+        ("labels", serde_json::to_string(&labels).expect("labels serialise")),
+        ("input", serde_json::to_string(&spec).expect("spec serialises")),
+    ];
+    let model = onnx::export(&shape, &named_tensors(&vars)?, &metadata);
+    let prefix = run_prefix(&config.model, &config.run_id, config.point);
+    let artifact = Artifact { key: format!("{prefix}{MODEL_FILE}"), sha256: hex::encode(Sha256::digest(&model)), bytes: model.len() as u64 };
+    objects.put(&config.models_bucket, &artifact.key, Bytes::from(model)).await?;
+
+    let card = ModelCard {
+        schema: CARD_SCHEMA.into(),
+        model: config.model.clone(),
+        run_id: config.run_id.clone(),
+        point: config.point,
+        dataset: config.dataset.clone(),
+        snapshot: snapshot.id.clone(),
+        labels,
+        input: spec,
+        output: onnx::OUTPUT.into(),
+        architecture: shape.describe(),
+        artifact,
+        hyperparameters: config.hyperparameter_values.clone(),
+        metrics: TrainingMetrics {
+            test: test_evaluation,
+            val_accuracy: outcome.val_accuracy,
+            best_epoch: outcome.best_epoch,
+            epochs_run: outcome.history.len() as u32,
+            history: outcome.history,
+        },
+        duration_seconds: started.elapsed().as_secs_f64(),
+        images_per_second: outcome.images_per_second,
+        trainer: TrainerInfo { version: TRAINER_VERSION.into(), device: if device.is_cpu() { "cpu" } else { "cuda" }.into() },
+        created_at: chrono::Utc::now().to_rfc3339(),
+    };
+    let json = serde_json::to_vec_pretty(&card).expect("a card serialises");
+    objects.put(&config.models_bucket, &format!("{prefix}{CARD_FILE}"), Bytes::from(json)).await?;
+    progress.line(&format!("wrote {prefix}{MODEL_FILE} and {prefix}{CARD_FILE} in {:.1} s", card.duration_seconds));
+    Ok(card)
+}

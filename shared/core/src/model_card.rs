@@ -1,0 +1,134 @@
+//! The model card: everything needed to use, verify and trace a trained model. The trainer writes
+//! it last, after `model.onnx`, so its arrival (an ObjectCreated event on `.../card.json`) means
+//! the model is complete. register-model and the endpoint read it; since a card may be hostile,
+//! [`ModelCard::parse`] bounds and checks it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::Evaluation;
+use crate::preprocess::InputSpec;
+
+pub const CARD_SCHEMA: &str = "cvops.model-card/1";
+/// Cards are small; anything bigger is refused unread.
+pub const MAX_CARD_BYTES: u64 = 1 << 20;
+pub const CARD_FILE: &str = "card.json";
+pub const MODEL_FILE: &str = "model.onnx";
+
+/// Where a run's outputs go in the models bucket: `models/<model>/runs/<run>/<point>/`.
+pub fn run_prefix(model: &str, run_id: &str, point: u32) -> String {
+    format!("models/{model}/runs/{run_id}/{point}/")
+}
+
+/// `(model, run, point)` of a card's key, or `None` for any other key.
+pub fn parse_card_key(key: &str) -> Option<(String, String, u32)> {
+    let rest = key.strip_prefix("models/")?;
+    let parts: Vec<&str> = rest.split('/').collect();
+    match parts.as_slice() {
+        [model, "runs", run, point, file] if *file == CARD_FILE && !model.is_empty() && !run.is_empty() => {
+            Some(((*model).to_owned(), (*run).to_owned(), point.parse().ok()?))
+        }
+        _ => None,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Artifact {
+    /// Key in the models bucket.
+    pub key: String,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub epoch: u32,
+    pub loss: f64,
+    pub train_accuracy: f64,
+    pub val_accuracy: f64,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingMetrics {
+    /// The trainer's own evaluation on the snapshot's test split (register-model repeats it).
+    pub test: Evaluation,
+    pub val_accuracy: f64,
+    pub best_epoch: u32,
+    pub epochs_run: u32,
+    pub history: Vec<EpochRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrainerInfo {
+    /// The trainer crate's version, and the commit when the build knew it.
+    pub version: String,
+    /// `cpu` or `cuda`.
+    pub device: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelCard {
+    pub schema: String,
+    pub model: String,
+    pub run_id: String,
+    /// The sweep point (array index); 0 for a single run.
+    pub point: u32,
+    pub dataset: String,
+    pub snapshot: String,
+    /// Class names in output order.
+    pub labels: Vec<String>,
+    pub input: InputSpec,
+    /// The ONNX graph's output name; it holds logits (apply softmax for probabilities).
+    pub output: String,
+    pub architecture: String,
+    pub artifact: Artifact,
+    pub hyperparameters: BTreeMap<String, f64>,
+    pub metrics: TrainingMetrics,
+    pub duration_seconds: f64,
+    pub images_per_second: f64,
+    pub trainer: TrainerInfo,
+    pub created_at: String,
+}
+
+impl ModelCard {
+    /// Parses and checks a card's bytes; the error says what is wrong.
+    pub fn parse(data: &[u8]) -> Result<Self, String> {
+        if data.len() as u64 > MAX_CARD_BYTES {
+            return Err(format!("the card is {} bytes, over the {MAX_CARD_BYTES} byte limit", data.len()));
+        }
+        let card: ModelCard = serde_json::from_slice(data).map_err(|e| format!("the card is not a valid model card: {e}"))?;
+        if card.schema != CARD_SCHEMA {
+            return Err(format!("the card's schema is {:?}; this version reads {CARD_SCHEMA:?}", card.schema));
+        }
+        if card.labels.is_empty() {
+            return Err("the card lists no labels".into());
+        }
+        card.input.check()?;
+        if card.artifact.sha256.len() != 64 || !card.artifact.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err("artifact.sha256 is not 64 hex digits".into());
+        }
+        Ok(card)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn card_keys_name_model_run_and_point() {
+        let key = format!("{}{CARD_FILE}", run_prefix("digits", "r1", 2));
+        assert_eq!(parse_card_key(&key), Some(("digits".into(), "r1".into(), 2)));
+        assert_eq!(parse_card_key("models/digits/runs/r1/2/model.onnx"), None);
+        assert_eq!(parse_card_key("models/digits/runs/r1/x/card.json"), None);
+        assert_eq!(parse_card_key("other/card.json"), None);
+    }
+
+    #[test]
+    fn hostile_cards_are_refused_with_a_reason() {
+        assert!(ModelCard::parse(b"{").unwrap_err().contains("not a valid model card"));
+        assert!(ModelCard::parse(&vec![b' '; 2 << 20]).unwrap_err().contains("limit"));
+    }
+}

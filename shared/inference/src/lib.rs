@@ -1,0 +1,95 @@
+//! cvops-inference: ONNX models on tract, for every crate that serves or evaluates one
+//! (register-model, infer, the CLI). Only these crates link tract.
+//!
+//! A model is loaded once: parsed, its input pinned to the card's concrete shape `[1, C, H, W]`
+//! (the graph's batch dimension is symbolic), optimised, and made runnable. Preprocessing is
+//! `cvops_core::preprocess`, the trainer's own, so scores here equal the trainer's and
+//! register-model's.
+
+use std::io::Cursor;
+
+use cvops_core::preprocess::{preprocess, InputSpec};
+use image::DynamicImage;
+use tract_onnx::prelude::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The bytes are not a model tract can run with this input (code `unloadable_model`).
+    #[error("the model does not load: {0}")]
+    Unloadable(String),
+    /// It loads, but its output does not have one score per label (code `shape_mismatch`).
+    #[error("the model's output has shape {found:?}; the card lists {labels} labels")]
+    OutputShape { found: Vec<usize>, labels: usize },
+    #[error("running the model failed: {0}")]
+    Run(String),
+}
+
+impl ModelError {
+    /// The stable code a registry or an HTTP error reports.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ModelError::Unloadable(_) => "unloadable_model",
+            ModelError::OutputShape { .. } => "shape_mismatch",
+            ModelError::Run(_) => "inference_failed",
+        }
+    }
+}
+
+type Plan = TypedRunnableModel<TypedModel>;
+
+/// A model ready to run one image at a time.
+#[derive(Debug, Clone)]
+pub struct LoadedModel {
+    plan: Plan,
+    spec: InputSpec,
+    classes: usize,
+}
+
+impl LoadedModel {
+    /// Parses, pins the input shape, optimises, and checks that the output has `classes` values.
+    pub fn load(onnx: &[u8], spec: &InputSpec, classes: usize) -> Result<Self, ModelError> {
+        spec.check().map_err(ModelError::Unloadable)?;
+        let unloadable = |e: TractError| ModelError::Unloadable(format!("{e:#}"));
+        let plan = std::panic::catch_unwind(|| -> Result<Plan, ModelError> {
+            let shape = spec.shape(1);
+            tract_onnx::onnx()
+                .model_for_read(&mut Cursor::new(onnx))
+                .map_err(unloadable)?
+                .with_input_fact(0, f32::fact(shape).into())
+                .map_err(unloadable)?
+                .into_optimized()
+                .map_err(unloadable)?
+                .into_runnable()
+                .map_err(unloadable)
+        })
+        .map_err(|_| ModelError::Unloadable("the ONNX parser panicked on these bytes".into()))??;
+        let model = Self { plan, spec: spec.clone(), classes };
+        let probe = model.logits(&vec![0.0; spec.len()])?;
+        if probe.len() != classes {
+            return Err(ModelError::OutputShape { found: vec![1, probe.len()], labels: classes });
+        }
+        Ok(model)
+    }
+
+    pub fn spec(&self) -> &InputSpec {
+        &self.spec
+    }
+
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    /// Logits for one preprocessed input (`spec.len()` values, CHW).
+    pub fn logits(&self, input: &[f32]) -> Result<Vec<f32>, ModelError> {
+        let shape = self.spec.shape(1);
+        let tensor = Tensor::from_shape(&shape, input).map_err(|e| ModelError::Run(format!("{e:#}")))?;
+        let outputs = self.plan.run(tvec!(tensor.into())).map_err(|e| ModelError::Run(format!("{e:#}")))?;
+        let view = outputs[0].to_array_view::<f32>().map_err(|e| ModelError::Run(format!("{e:#}")))?;
+        Ok(view.iter().copied().collect())
+    }
+
+    /// Logits for a decoded image, through the card's preprocessing.
+    pub fn logits_for_image(&self, image: &DynamicImage) -> Result<Vec<f32>, ModelError> {
+        self.logits(&preprocess(image, &self.spec))
+    }
+}

@@ -1,0 +1,149 @@
+//! Training end to end on the embedded adapters: a digits snapshot, the trainer (candle, CPU),
+//! the exported model registered by register-model (tract), the gate, rejection, and the alias.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use cvops_core::model_card::{run_prefix, ModelCard, CARD_FILE};
+use cvops_core::ports::ObjectStore;
+use cvops_core::registry::{self, VersionStatus};
+use cvops_core::snapshot::{self, descriptor_key};
+use cvops_register_model::{Outcome, Register, RegisterConfig};
+use cvops_tests::events::card_event;
+use cvops_tests::local::{LocalStack, RAW, STORE};
+use cvops_trainer::job::{device, Progress};
+use cvops_trainer::{Hyperparameters, TrainerConfig};
+
+const MODELS: &str = "models";
+
+#[derive(Default)]
+struct Lines(Mutex<Vec<String>>);
+
+impl Progress for Lines {
+    fn line(&self, text: &str) {
+        self.0.lock().unwrap().push(text.to_owned());
+    }
+}
+
+fn config(snapshot: &str, run_id: &str, hyperparameters: BTreeMap<String, f64>) -> TrainerConfig {
+    TrainerConfig {
+        run_id: run_id.into(),
+        model: "digits".into(),
+        dataset: "digits".into(),
+        snapshot: snapshot.into(),
+        snapshot_descriptor: descriptor_key("digits", snapshot),
+        store_bucket: STORE.into(),
+        raw_bucket: RAW.into(),
+        models_bucket: MODELS.into(),
+        point: 0,
+        hyperparameters: Hyperparameters::from_values(&hyperparameters).unwrap(),
+        hyperparameter_values: hyperparameters,
+    }
+}
+
+fn register(stack: &LocalStack, floor: f64) -> Register {
+    let config = RegisterConfig {
+        raw_bucket: RAW.into(),
+        store_bucket: STORE.into(),
+        models_bucket: MODELS.into(),
+        promotion_floor: floor,
+    };
+    Register::new(stack.table.clone(), stack.objects.clone(), stack.clock.clone(), config)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trained_model_is_verified_evaluated_registered_and_promoted() {
+    let stack = LocalStack::new();
+    stack.upload_digits("digits", [("train", 100), ("val", 20), ("test", 30)]).await;
+    let snap = snapshot::create(stack.table.as_ref(), stack.objects.as_ref(), STORE, "digits", "2026-11-27T00:00:00Z".into())
+        .await
+        .unwrap();
+
+    // A small, fast configuration that still has to learn: chance is 10%.
+    let hyperparameters = BTreeMap::from([("epochs".to_string(), 8.0), ("width".to_string(), 8.0)]);
+    let lines = Lines::default();
+    let card = cvops_trainer::run(&config(&snap.id, "run-a", hyperparameters), stack.objects.as_ref(), &device(), &lines)
+        .await
+        .unwrap();
+    let printed = lines.0.lock().unwrap().clone();
+    assert!(printed.iter().filter(|l| l.starts_with("epoch")).count() >= 2, "progress per epoch: {printed:?}");
+    assert_eq!(card.metrics.test.images, 300);
+    assert!(card.metrics.test.accuracy > 0.6, "the model learned: {}", card.metrics.test.accuracy);
+    assert_eq!((card.input.channels, card.input.width), (1, 28), "grey 28x28 digits keep their size");
+    assert_eq!(card.labels, (0..10).map(|d| d.to_string()).collect::<Vec<_>>());
+
+    // The card lands last and describes the artifact exactly.
+    let prefix = run_prefix("digits", "run-a", 0);
+    let stored = ModelCard::parse(&stack.objects.get(MODELS, &format!("{prefix}{CARD_FILE}"), 1 << 20).await.unwrap()).unwrap();
+    assert_eq!((&stored.artifact, &stored.input, &stored.snapshot), (&card.artifact, &card.input, &card.snapshot));
+    let artifact = stack.objects.get(MODELS, &card.artifact.key, 1 << 30).await.unwrap();
+    assert_eq!(cvops_tests_sha(&artifact), card.artifact.sha256);
+
+    // register-model: verified, evaluated on its own, version 1, promoted.
+    let register = register(&stack, 0.5);
+    let event = card_event(MODELS, &format!("{prefix}{CARD_FILE}"), "01");
+    let outcomes = register.handle(&event).await.unwrap();
+    let Outcome::Registered { version, promoted } = &outcomes[0] else { panic!("not registered: {outcomes:?}") };
+    assert!(promoted);
+    assert_eq!(version.version, 1);
+    let evaluation = version.evaluation.as_ref().unwrap();
+    assert_eq!(evaluation.images, 300);
+    assert!(
+        (evaluation.accuracy - card.metrics.test.accuracy).abs() <= 2.0 / 300.0,
+        "tract on the exported model agrees with candle: {} vs {}",
+        evaluation.accuracy,
+        card.metrics.test.accuracy
+    );
+    let lineage = version.lineage.as_ref().unwrap();
+    assert_eq!((lineage.run_id.as_str(), lineage.snapshot.as_str()), ("run-a", snap.id.as_str()));
+    assert_eq!(registry::production(stack.table.as_ref(), "digits").await.unwrap().unwrap().0.version, 1);
+
+    // The same event again registers nothing new.
+    let again = register.handle(&event).await.unwrap();
+    assert_eq!(again, vec![Outcome::AlreadyRegistered { model: "digits".into(), version: 1 }]);
+
+    // A card whose artifact was tampered with: rejected with its reason, production untouched.
+    let tampered_prefix = run_prefix("digits", "run-b", 0);
+    let mut tampered = card.clone();
+    tampered.run_id = "run-b".into();
+    tampered.artifact.key = format!("{tampered_prefix}model.onnx");
+    let mut bytes = artifact.to_vec();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    stack.objects.put(MODELS, &tampered.artifact.key, Bytes::from(bytes)).await.unwrap();
+    stack.objects.put(MODELS, &format!("{tampered_prefix}{CARD_FILE}"), json(&tampered)).await.unwrap();
+    let outcomes = register.handle(&card_event(MODELS, &format!("{tampered_prefix}{CARD_FILE}"), "02")).await.unwrap();
+    let Outcome::Rejected { version } = &outcomes[0] else { panic!("not rejected: {outcomes:?}") };
+    assert_eq!((version.version, version.status, version.reason_code.as_deref()), (2, VersionStatus::Rejected, Some("checksum_mismatch")));
+    assert_eq!(registry::production(stack.table.as_ref(), "digits").await.unwrap().unwrap().0.version, 1);
+
+    // A good model that misses the floor is registered but not promoted.
+    let copy_prefix = run_prefix("digits", "run-c", 0);
+    let mut copy = card.clone();
+    copy.run_id = "run-c".into();
+    copy.artifact.key = format!("{copy_prefix}model.onnx");
+    stack.objects.put(MODELS, &copy.artifact.key, artifact.clone()).await.unwrap();
+    stack.objects.put(MODELS, &format!("{copy_prefix}{CARD_FILE}"), json(&copy)).await.unwrap();
+    let strict = self::register(&stack, 1.0);
+    let outcomes = strict.handle(&card_event(MODELS, &format!("{copy_prefix}{CARD_FILE}"), "03")).await.unwrap();
+    let Outcome::Registered { version, promoted } = &outcomes[0] else { panic!("not registered: {outcomes:?}") };
+    assert!(!promoted && !version.gate.as_ref().unwrap().passed);
+    assert_eq!(version.version, 3);
+
+    // Manual promotion and rollback move the alias atomically; a rejected version cannot be promoted.
+    let now = "2026-11-27T12:00:00Z";
+    assert_eq!(registry::promote(stack.table.as_ref(), "digits", 3, "manual", now).await.unwrap().version, 3);
+    assert!(registry::promote(stack.table.as_ref(), "digits", 2, "manual", now).await.is_err());
+    assert_eq!(registry::rollback(stack.table.as_ref(), "digits", now).await.unwrap().version, 1);
+    assert!(registry::rollback(stack.table.as_ref(), "digits", now).await.is_err(), "nothing before v1");
+}
+
+fn json(card: &ModelCard) -> Bytes {
+    Bytes::from(serde_json::to_vec(card).unwrap())
+}
+
+fn cvops_tests_sha(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
