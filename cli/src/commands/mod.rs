@@ -3,7 +3,9 @@
 pub mod catalog;
 pub mod demo;
 pub mod health;
+pub mod models;
 pub mod snapshot;
+pub mod train;
 pub mod upload;
 pub mod validate;
 
@@ -16,7 +18,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "cvops",
     version,
-    about = "Serverless CVOps, here on one machine: validate, index and deduplicate image datasets"
+    about = "Serverless CVOps, here on one machine: validate, index and deduplicate image datasets; train, register and promote models"
 )]
 pub struct Cli {
     /// Where the local platform keeps its buckets and database [default: .cvops, and
@@ -42,9 +44,22 @@ pub enum Command {
     Health(health::Args),
     /// Freeze a dataset's accepted samples into an immutable snapshot with its feature baseline.
     Snapshot(snapshot::Args),
-    /// The tour: upload the digits sample set and the bad files into a fresh data directory and
-    /// print the dataset's health.
+    /// Train a model on a dataset: a training request to the queue, a snapshot, a run, a job.
+    Train(train::Args),
+    /// List the training runs and their status.
+    Runs(models::RunsArgs),
+    /// List the registered model versions with their accuracy, stage and lineage.
+    Models(models::ModelsArgs),
+    /// Point a model's production alias at a registered version.
+    Promote(models::PromoteArgs),
+    /// Point a model's production alias back at the version it named before.
+    Rollback(models::RollbackArgs),
+    /// The tour: upload the digits sample set and the bad files into a fresh data directory, print
+    /// the dataset's health, train a model, register and promote it, print its evaluation.
     Demo(demo::Args),
+    /// A local training job (started by `cvops train` with a Batch job's environment).
+    #[command(name = "run-training-job", hide = true)]
+    RunTrainingJob,
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -56,6 +71,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Images(args) => catalog::images(&data_dir, args).await,
         Command::Health(args) => health::run(&data_dir, args).await,
         Command::Snapshot(args) => snapshot::run(&data_dir, args).await,
+        Command::Train(args) => train::run(&data_dir, args).await,
+        Command::Runs(args) => models::runs(&data_dir, args).await,
+        Command::Models(args) => models::models(&data_dir, args).await,
+        Command::Promote(args) => models::promote(&data_dir, args).await,
+        Command::Rollback(args) => models::rollback(&data_dir, args).await,
+        Command::RunTrainingJob => train::run_job().await,
         Command::Demo(args) => {
             let demo_dir = cli.data_dir.clone().unwrap_or_else(|| PathBuf::from(demo::DEFAULT_DEMO_DIR));
             demo::run(&demo_dir, args).await

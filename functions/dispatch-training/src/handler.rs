@@ -8,6 +8,7 @@ use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use cvops_core::catalog::{dataset_pk, DATASETS_PK};
 use cvops_core::clock::Clock;
+use cvops_core::registry;
 use cvops_core::ports::{Item, JobRunner, JobSpec, JobsError, ObjectStore, Queue, QueueError, Table, TableError};
 use cvops_core::snapshot::{self, SnapshotError};
 use serde::{Deserialize, Serialize};
@@ -232,6 +233,7 @@ impl Dispatch {
         let run_id = request.run_id();
         let (pk, sk) = (run_pk(&request.model), run_sk(&run_id));
         let now = self.clock.now().to_rfc3339();
+        registry::remember_model(self.table.as_ref(), &request.model, &now).await?;
         let fresh = RunRecord {
             run_id: run_id.clone(),
             model: request.model.clone(),

@@ -16,5 +16,5 @@
 pub mod handler;
 pub mod request;
 
-pub use handler::{Dispatch, DispatchConfig, DispatchError, DispatchEvent, RunRecord, RunStatus};
+pub use handler::{run_pk, run_sk, BatchJobDetail, Dispatch, DispatchConfig, DispatchError, DispatchEvent, RunRecord, RunStatus};
 pub use request::{RequestError, TrainingRequest};

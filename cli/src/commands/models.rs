@@ -1,0 +1,165 @@
+//! The registry and the runs: `cvops models`, `cvops runs`, `cvops promote`, `cvops rollback`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use cvops_core::ports::TableExt;
+use cvops_core::registry::{self, Alias, ModelVersion, VersionStatus};
+use cvops_dispatch_training::{run_pk, RunRecord};
+use serde_json::json;
+
+use crate::platform::LocalPlatform;
+
+#[derive(Debug, clap::Args)]
+pub struct ModelsArgs {
+    /// Only this model.
+    pub model: Option<String>,
+    /// One JSON object per version and line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunsArgs {
+    #[arg(long)]
+    pub model: Option<String>,
+    /// One JSON object per run and line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PromoteArgs {
+    pub model: String,
+    pub version: u32,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RollbackArgs {
+    pub model: String,
+}
+
+/// production (the alias names it), archived (it did before), candidate (registered, never
+/// promoted) or rejected.
+pub fn stage(version: &ModelVersion, production: Option<&Alias>) -> &'static str {
+    match (version.status, production) {
+        (VersionStatus::Rejected, _) => "rejected",
+        (_, Some(alias)) if alias.version == version.version => "production",
+        (_, Some(alias)) if alias.previous.contains(&version.version) => "archived",
+        _ => "candidate",
+    }
+}
+
+async fn model_names(platform: &LocalPlatform, only: Option<&String>) -> anyhow::Result<Vec<String>> {
+    let names = registry::models(platform.table.as_ref()).await?;
+    Ok(names.into_iter().filter(|name| only.is_none_or(|only| only == name)).collect())
+}
+
+pub async fn models(data_dir: &Path, args: ModelsArgs) -> anyhow::Result<ExitCode> {
+    let (platform, _) = LocalPlatform::open(data_dir, LocalPlatform::ingest_config_from_env()?)?;
+    let names = model_names(&platform, args.model.as_ref()).await?;
+    if names.is_empty() && !args.json {
+        println!("no models yet; train one with: cvops train --dataset NAME --wait");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !args.json {
+        println!("{:<16} {:>4}  {:<10} {:>8} {:>6}  {:<20} {:<16} {:<8} registered", "model", "ver", "stage", "accuracy", "tested", "run", "snapshot", "trainer");
+    }
+    for name in names {
+        let production = registry::production(platform.table.as_ref(), &name).await?.map(|(alias, _)| alias);
+        for version in registry::versions(platform.table.as_ref(), &name).await? {
+            let stage = stage(&version, production.as_ref());
+            let accuracy = version.evaluation.as_ref().map(|e| e.accuracy);
+            if args.json {
+                let line = json!({
+                    "model": version.model,
+                    "version": version.version,
+                    "stage": stage,
+                    "status": version.status,
+                    "accuracy": accuracy,
+                    "test_images": version.evaluation.as_ref().map(|e| e.images),
+                    "per_class": version.evaluation.as_ref().map(|e| &e.per_class),
+                    "lineage": version.lineage,
+                    "gate": version.gate,
+                    "artifact": version.artifact,
+                    "reason_code": version.reason_code,
+                    "reason": version.reason,
+                    "registered_at": version.registered_at,
+                });
+                println!("{line}");
+            } else {
+                let lineage = version.lineage.as_ref();
+                println!(
+                    "{:<16} {:>4}  {:<10} {:>8} {:>6}  {:<20} {:<16} {:<8} {}",
+                    version.model,
+                    format!("v{}", version.version),
+                    stage,
+                    accuracy.map(|a| format!("{:.2}%", 100.0 * a)).unwrap_or_else(|| "-".into()),
+                    version.evaluation.as_ref().map(|e| e.images.to_string()).unwrap_or_else(|| "-".into()),
+                    lineage.map(|l| l.run_id.as_str()).unwrap_or("-"),
+                    lineage.map(|l| l.snapshot.as_str()).unwrap_or("-"),
+                    lineage.map(|l| l.trainer_version.as_str()).unwrap_or("-"),
+                    version.registered_at,
+                );
+                if let (Some(code), Some(reason)) = (&version.reason_code, &version.reason) {
+                    println!("{:<22}{code}: {reason}", "");
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn runs(data_dir: &Path, args: RunsArgs) -> anyhow::Result<ExitCode> {
+    let (platform, _) = LocalPlatform::open(data_dir, LocalPlatform::ingest_config_from_env()?)?;
+    let names = model_names(&platform, args.model.as_ref()).await?;
+    let mut runs = Vec::new();
+    for name in names {
+        for item in platform.table.query_all(&run_pk(&name), "RUN#").await? {
+            runs.push(item.to_record::<RunRecord>()?);
+        }
+    }
+    runs.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+    if runs.is_empty() && !args.json {
+        println!("no runs yet; start one with: cvops train --dataset NAME");
+    } else if !args.json {
+        println!("{:<20} {:<16} {:<12} {:<16} {:<10} {:<8} created", "run", "model", "dataset", "snapshot", "status", "reason");
+    }
+    for run in runs {
+        if args.json {
+            println!("{}", serde_json::to_string(&run)?);
+        } else {
+            println!(
+                "{:<20} {:<16} {:<12} {:<16} {:<10} {:<8} {}",
+                run.run_id,
+                run.model,
+                run.dataset,
+                run.snapshot,
+                format!("{:?}", run.status).to_lowercase(),
+                run.reason.as_deref().unwrap_or("-"),
+                run.created_at
+            );
+            if let Some(reason) = &run.status_reason {
+                println!("{:<21}{reason}", "");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn promote(data_dir: &Path, args: PromoteArgs) -> anyhow::Result<ExitCode> {
+    let (platform, _) = LocalPlatform::open(data_dir, LocalPlatform::ingest_config_from_env()?)?;
+    let now = platform.clock.now().to_rfc3339();
+    let alias = registry::promote(platform.table.as_ref(), &args.model, args.version, "manual promotion", &now).await?;
+    let before = alias.previous.last().map(|v| format!(" (was v{v})")).unwrap_or_default();
+    println!("{} production is now v{}{before}", args.model, alias.version);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn rollback(data_dir: &Path, args: RollbackArgs) -> anyhow::Result<ExitCode> {
+    let (platform, _) = LocalPlatform::open(data_dir, LocalPlatform::ingest_config_from_env()?)?;
+    let now = platform.clock.now().to_rfc3339();
+    let alias = registry::rollback(platform.table.as_ref(), &args.model, &now).await?;
+    println!("{} production is back at v{} ({})", args.model, alias.version, alias.reason);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,75 @@
+//! `cvops train`, `runs`, `models`, `promote` and `rollback` as a user runs them: the request
+//! through the queue, the job as a child process, the card to register-model, the registry.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn cvops(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cvops")).arg("--data-dir").arg(data_dir).args(args).output().unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// A small copy of the digits: `per_label` images of each label in each split.
+fn small_digits(dir: &Path, per_label: usize) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samplesets/digits");
+    for split in ["train", "val", "test"] {
+        for label in 0..10 {
+            let from = source.join(split).join(label.to_string());
+            let to = dir.join(split).join(label.to_string());
+            std::fs::create_dir_all(&to).unwrap();
+            let mut names: Vec<_> = std::fs::read_dir(&from).unwrap().map(|e| e.unwrap().file_name()).collect();
+            names.sort();
+            for name in names.into_iter().take(per_label) {
+                std::fs::copy(from.join(&name), to.join(&name)).unwrap();
+            }
+        }
+    }
+    dir.to_owned()
+}
+
+#[test]
+fn train_registers_a_version_and_the_alias_moves_on_promote_and_rollback() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let images = small_digits(&dir.path().join("images"), 20);
+    let upload = cvops(&data, &["upload", images.to_str().unwrap(), "--dataset", "digits"]);
+    assert!(upload.status.success(), "{}", text(&upload));
+
+    // A refused request: a clear error, nothing created.
+    let refused = cvops(&data, &["train", "--dataset", "digits", "--set", "learning_rate=3"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(text(&refused).contains("learning_rate = 3 is outside"), "{}", text(&refused));
+    let unknown = cvops(&data, &["train", "--dataset", "nope"]);
+    assert!(!unknown.status.success() && text(&unknown).contains("cvops datasets"), "{}", text(&unknown));
+
+    for _ in 0..2 {
+        let trained = cvops(&data, &["train", "--dataset", "digits", "--epochs", "2", "--set", "width=4", "--wait"]);
+        let out = text(&trained);
+        assert!(trained.status.success(), "{out}");
+        assert!(out.contains("epoch   2/2"), "progress per epoch: {out}");
+        assert!(out.contains("test accuracy"), "{out}");
+    }
+    let runs = cvops(&data, &["runs", "--json"]);
+    let runs: Vec<serde_json::Value> = String::from_utf8_lossy(&runs.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(runs.len(), 2);
+    assert!(runs.iter().all(|r| r["status"] == "SUCCEEDED"), "{runs:?}");
+
+    // Two versions, neither good enough for the default floor: promote by hand, then roll back.
+    let models = |data: &Path| -> Vec<serde_json::Value> {
+        let out = cvops(data, &["models", "--json"]);
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    let versions = models(&data);
+    assert_eq!(versions.iter().map(|v| v["version"].as_u64().unwrap()).collect::<Vec<_>>(), vec![1, 2]);
+    assert!(versions.iter().all(|v| v["stage"] == "candidate" && v["lineage"]["snapshot"].is_string()), "{versions:?}");
+    assert!(cvops(&data, &["promote", "digits", "1"]).status.success());
+    assert!(cvops(&data, &["promote", "digits", "2"]).status.success());
+    let stages: Vec<_> = models(&data).iter().map(|v| v["stage"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(stages, ["archived", "production"]);
+    let back = cvops(&data, &["rollback", "digits"]);
+    assert!(text(&back).contains("back at v1"), "{}", text(&back));
+    assert!(!cvops(&data, &["promote", "digits", "9"]).status.success(), "no such version");
+}

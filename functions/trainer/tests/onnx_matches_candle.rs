@@ -1,0 +1,59 @@
+//! The exported ONNX model, run by tract, gives the same logits as the candle network it came
+//! from, on real images: relative error below 1e-4.
+
+use std::path::PathBuf;
+
+use candle_core::{Device, Tensor};
+use cvops_core::preprocess::{planes, preprocess, InputSpec};
+use cvops_core::validate::{decode_image, ValidationLimits};
+use cvops_inference::LoadedModel;
+use cvops_trainer::data::Samples;
+use cvops_trainer::model::{named_tensors, CnnShape};
+use cvops_trainer::{onnx, train, Hyperparameters};
+
+fn digits(split: &str, per_label: usize) -> Vec<(image::DynamicImage, u32)> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../samplesets/digits").join(split);
+    let mut out = Vec::new();
+    for label in 0..10u32 {
+        let mut paths: Vec<_> = std::fs::read_dir(root.join(label.to_string())).unwrap().map(|e| e.unwrap().path()).collect();
+        paths.sort();
+        for path in paths.into_iter().take(per_label) {
+            out.push((decode_image(&std::fs::read(path).unwrap(), &ValidationLimits::default()).unwrap(), label));
+        }
+    }
+    out
+}
+
+fn samples(images: &[(image::DynamicImage, u32)]) -> Samples {
+    let mut samples = Samples::default();
+    for (image, label) in images {
+        samples.planes.extend(planes(image, 28, 28, 1));
+        samples.labels.push(*label);
+    }
+    samples
+}
+
+#[test]
+fn tract_runs_the_export_with_candles_outputs() {
+    let spec = InputSpec { name: onnx::INPUT.into(), width: 28, height: 28, channels: 1, mean: vec![0.13], std: vec![0.31] };
+    let hyperparameters = Hyperparameters { epochs: 2, width: 8, ..Hyperparameters::default() };
+    let shape = CnnShape::new(1, 28, 28, 8, 10);
+    let (train_set, val) = (samples(&digits("train", 30)), samples(&digits("val", 5)));
+    // Trained a little, so the batch-norm running statistics are the data's, not the initial ones.
+    let (net, vars, _) = train::train(shape.clone(), &train_set, &val, &spec, &hyperparameters, &Device::Cpu, &mut |_| {}).unwrap();
+    let exported = onnx::export(&shape, &named_tensors(&vars).unwrap(), &[]);
+    let tract = LoadedModel::load(&exported, &spec, 10).unwrap();
+
+    let mut worst = 0f32;
+    for (image, _) in digits("test", 5) {
+        let input = preprocess(&image, &spec);
+        let x = Tensor::from_vec(input.clone(), spec.shape(1).as_slice(), &Device::Cpu).unwrap();
+        let theirs = net.forward_t(&x, false).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let ours = tract.logits(&input).unwrap();
+        let scale = theirs.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let difference = ours.iter().zip(&theirs).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        worst = worst.max(difference / scale);
+    }
+    eprintln!("largest relative error between tract and candle: {worst:e}");
+    assert!(worst < 1e-4, "largest relative error {worst}");
+}
