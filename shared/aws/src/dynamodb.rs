@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
-use cvops_core::ports::{Item, Page, Table, TableError};
+use cvops_core::ports::{Item, Page, Table, TableError, RESERVED_ATTRIBUTES};
 use serde_json::{Map, Number, Value};
 
 use crate::errors::{describe, is_retryable};
@@ -17,7 +17,7 @@ const SK: &str = "sk";
 const VERSION: &str = "version";
 /// The attribute the table's TimeToLiveSpecification names.
 pub const TTL_ATTRIBUTE: &str = "expires_at";
-const RESERVED: [&str; 4] = [PK, SK, VERSION, TTL_ATTRIBUTE];
+const RESERVED: [&str; 4] = RESERVED_ATTRIBUTES;
 /// How often `put` retries after another writer slipped in between its read and its write.
 const PUT_RETRIES: usize = 10;
 

@@ -98,6 +98,8 @@ pub fn gate(accuracy: f64, floor: f64, production: Option<(u32, f64)>) -> GateDe
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelVersion {
     pub model: String,
+    /// Stored as `version_number`: `version` is the table's own attribute.
+    #[serde(rename = "version_number")]
     pub version: u32,
     pub status: VersionStatus,
     /// For a rejected version: a stable code (`malformed_card`, `missing_artifact`,
@@ -118,6 +120,7 @@ pub struct ModelVersion {
 /// The alias item: the version it names, and the versions it named before (for rollback).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alias {
+    #[serde(rename = "version_number")]
     pub version: u32,
     pub previous: Vec<u32>,
     pub updated_at: String,
@@ -153,7 +156,7 @@ pub async fn models(table: &dyn Table) -> Result<Vec<String>, TableError> {
 /// The version a card already became, if it was registered before.
 pub async fn version_of_card(table: &dyn Table, model: &str, run_id: &str, point: u32) -> Result<Option<u32>, TableError> {
     let item = table.get(&model_pk(model), &card_sk(run_id, point)).await?;
-    Ok(item.and_then(|item| item.i64_attr("version")).map(|v| v as u32))
+    Ok(item.and_then(|item| item.i64_attr("registered_version")).map(|v| v as u32))
 }
 
 /// Hands out the card's version number: the existing one on a redelivery, else the next free
@@ -166,8 +169,8 @@ pub async fn claim_version(table: &dyn Table, model: &str, run_id: &str, point: 
     let mut claimed = None;
     for _ in 0..ATTEMPTS {
         let latest = table.get(&pk, "LATEST").await?;
-        let next = latest.as_ref().and_then(|item| item.i64_attr("version")).unwrap_or(0) as u32 + 1;
-        let item = Item::new(pk.clone(), "LATEST").with("version", i64::from(next));
+        let next = latest.as_ref().and_then(|item| item.i64_attr("latest")).unwrap_or(0) as u32 + 1;
+        let item = Item::new(pk.clone(), "LATEST").with("latest", i64::from(next));
         let written = match &latest {
             Some(latest) => table.put_if_version(item, latest.version).await,
             None => table.put_if_absent(item).await,
@@ -182,7 +185,7 @@ pub async fn claim_version(table: &dyn Table, model: &str, run_id: &str, point: 
         }
     }
     let version = claimed.ok_or_else(|| TableError::Conflict { pk: pk.clone(), sk: "LATEST".into() })?;
-    let marker = Item::new(pk.clone(), card_sk(run_id, point)).with("version", i64::from(version));
+    let marker = Item::new(pk.clone(), card_sk(run_id, point)).with("registered_version", i64::from(version));
     match table.put_if_absent(marker).await {
         Ok(_) => Ok(version),
         // A concurrent delivery of the same card won; its number stands (ours is left unused).

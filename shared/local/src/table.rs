@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use cvops_core::clock::Clock;
-use cvops_core::ports::{Item, Page, Table, TableError};
+use cvops_core::ports::{Item, Page, Table, TableError, RESERVED_ATTRIBUTES};
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use serde_json::{Map, Value};
 
@@ -48,6 +48,7 @@ impl SqliteTable {
     /// Writes `item` in one immediate transaction, if `condition` accepts the stored version
     /// (`None` when absent or expired).
     fn write(&self, item: Item, condition: impl FnOnce(Option<u64>) -> bool) -> Result<u64, TableError> {
+        item.check_reserved()?;
         let mut conn = self.conn.lock().expect("table connection poisoned");
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(table_error)?;
         let stored = live_version(&tx, &item.pk, &item.sk, self.now_secs())?;
@@ -162,6 +163,9 @@ impl Table for SqliteTable {
     }
 
     async fn add(&self, pk: &str, sk: &str, field: &str, delta: i64) -> Result<i64, TableError> {
+        if RESERVED_ATTRIBUTES.contains(&field) {
+            return Err(malformed(pk, sk, format!("counter name {field} is reserved")));
+        }
         let mut conn = self.conn.lock().expect("table connection poisoned");
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(table_error)?;
         let mut item = live_item(&tx, pk, sk, self.now_secs())?.unwrap_or_else(|| Item::new(pk, sk));

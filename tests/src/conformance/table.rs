@@ -1,5 +1,5 @@
 use cvops_core::clock::Clock;
-use cvops_core::ports::{Item, Table, TableError, TableExt};
+use cvops_core::ports::{Item, Table, TableError, TableExt, RESERVED_ATTRIBUTES};
 use serde_json::json;
 
 /// Everything the functions rely on from the single table. `ns` prefixes every partition key.
@@ -21,6 +21,14 @@ pub async fn table(table: &dyn Table, clock: &dyn Clock, ns: &str) {
     let nested = json!({"list": [1, "two", true], "map": {"x": 1.5}});
     table.put(Item::new(&pk, "nested").with("doc", nested.clone())).await.unwrap();
     assert_eq!(table.get(&pk, "nested").await.unwrap().unwrap().attrs["doc"], nested, "lists and maps round-trip");
+
+    // The table's own attribute names are refused on every backend, not only on DynamoDB.
+    for reserved in RESERVED_ATTRIBUTES {
+        let refused = table.put(Item::new(&pk, "reserved").with(reserved, 1)).await;
+        assert!(matches!(refused, Err(TableError::Malformed { .. })), "attribute {reserved} must be refused, got {refused:?}");
+        let counter = table.add(&pk, "reserved", reserved, 1).await;
+        assert!(matches!(counter, Err(TableError::Malformed { .. })), "counter {reserved} must be refused, got {counter:?}");
+    }
 
     // put_if_absent: only the first writer wins.
     table.put_if_absent(Item::new(&pk, "once").with("by", "first")).await.expect("first put_if_absent");

@@ -13,4 +13,4 @@ pub mod table;
 pub use jobs::{JobRunner, JobSpec, JobState, JobStatus, JobsError};
 pub use object_store::{ListPage, ObjectMeta, ObjectStore, ObjectStoreError, ObjectStoreExt};
 pub use queue::{Message, Queue, QueueError};
-pub use table::{Item, Page, Table, TableError, TableExt};
+pub use table::{Item, Page, Table, TableError, TableExt, RESERVED_ATTRIBUTES};

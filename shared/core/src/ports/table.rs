@@ -37,6 +37,10 @@ impl TableError {
     }
 }
 
+/// Attribute names the table keeps for itself (keys, item version, expiry): a record with a field
+/// of one of these names cannot be stored; rename the field (`#[serde(rename = ...)]`).
+pub const RESERVED_ATTRIBUTES: [&str; 4] = ["pk", "sk", "version", "expires_at"];
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Item {
     pub pk: String,
@@ -63,6 +67,16 @@ impl Item {
             Ok(Value::Object(attrs)) => Ok(Self { pk, sk, version: 0, expires_at: None, attrs }),
             Ok(_) => Err(TableError::Malformed { pk, sk, why: "a record must serialise to a map".into() }),
             Err(e) => Err(TableError::Malformed { pk, sk, why: e.to_string() }),
+        }
+    }
+
+    /// Refuses an item that uses a [`RESERVED_ATTRIBUTES`] name; every table calls it on write.
+    pub fn check_reserved(&self) -> Result<(), TableError> {
+        match self.attrs.keys().find(|name| RESERVED_ATTRIBUTES.contains(&name.as_str())) {
+            Some(name) => {
+                Err(TableError::Malformed { pk: self.pk.clone(), sk: self.sk.clone(), why: format!("attribute name {name} is reserved") })
+            }
+            None => Ok(()),
         }
     }
 

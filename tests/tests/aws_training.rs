@@ -1,0 +1,92 @@
+//! Training on AWS APIs (moto): images ingested from S3, a snapshot in the store bucket, the
+//! trainer reading them through the S3 adapter and writing model and card to the models bucket,
+//! and register-model, wired to S3 and DynamoDB, verifying, evaluating, versioning and promoting.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use cvops_aws::{DynamoTable, S3ObjectStore};
+use cvops_core::clock::SystemClock;
+use cvops_core::model_card::{run_prefix, CARD_FILE};
+use cvops_core::ports::ObjectStore;
+use cvops_core::registry;
+use cvops_core::snapshot::{self, descriptor_key};
+use cvops_ingest::IngestConfig;
+use cvops_register_model::{Outcome, Register, RegisterConfig};
+use cvops_tests::events::{card_event, s3_event, S3_PUT};
+use cvops_tests::local::digits_dir;
+use cvops_tests::moto;
+use cvops_trainer::job::{device, Progress};
+use cvops_trainer::{Hyperparameters, TrainerConfig};
+
+struct Quiet;
+
+impl Progress for Quiet {
+    fn line(&self, _: &str) {}
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_model_trained_from_s3_is_registered_and_promoted_in_dynamodb() {
+    let Some(aws) = moto::config("a_model_trained_from_s3_is_registered_and_promoted_in_dynamodb").await else { return };
+    let (raw, store, models, table) = (moto::unique("raw"), moto::unique("store"), moto::unique("models"), moto::unique("cvops"));
+    for bucket in [&raw, &store, &models] {
+        moto::create_bucket(&aws, bucket).await;
+    }
+    moto::create_table(&aws, &table).await;
+    let objects = Arc::new(S3ObjectStore::new(aws.s3()));
+    let dynamo = Arc::new(DynamoTable::new(aws.dynamodb(), &table));
+    let ingest = cvops_ingest::aws::on_aws(&aws, &table, IngestConfig::new(&store));
+
+    let mut sequence = 0;
+    for (split, count) in [("train", 10), ("val", 3), ("test", 3)] {
+        for label in 0..10 {
+            let dir = digits_dir().join(split).join(label.to_string());
+            let mut paths: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+            paths.sort();
+            for path in paths.into_iter().take(count) {
+                sequence += 1;
+                let key = format!("datasets/digits/{split}/{label}/{}", path.file_name().unwrap().to_string_lossy());
+                objects.put(&raw, &key, Bytes::from(std::fs::read(&path).unwrap())).await.unwrap();
+                ingest.handle(&s3_event(S3_PUT, &raw, &key, &format!("{sequence:016X}"), None)).await.unwrap();
+            }
+        }
+    }
+    let snap = snapshot::create(dynamo.as_ref(), objects.as_ref(), &store, "digits", "2026-11-27T00:00:00Z".into()).await.unwrap();
+    assert_eq!(snap.samples, 160);
+
+    let values = BTreeMap::from([("epochs".to_string(), 2.0), ("width".to_string(), 4.0)]);
+    let config = TrainerConfig {
+        run_id: "run-aws".into(),
+        model: "digits".into(),
+        dataset: "digits".into(),
+        snapshot: snap.id.clone(),
+        snapshot_descriptor: descriptor_key("digits", &snap.id),
+        store_bucket: store.clone(),
+        raw_bucket: raw.clone(),
+        models_bucket: models.clone(),
+        point: 0,
+        hyperparameters: Hyperparameters::from_values(&values).unwrap(),
+        hyperparameter_values: values,
+    };
+    let card = cvops_trainer::run(&config, objects.as_ref(), &device(), &Quiet).await.unwrap();
+    assert_eq!(card.metrics.test.images, 30);
+
+    let register = Register::new(
+        dynamo.clone(),
+        objects.clone(),
+        Arc::new(SystemClock),
+        RegisterConfig { raw_bucket: raw, store_bucket: store, models_bucket: models.clone(), promotion_floor: 0.0 },
+    );
+    let card_key = format!("{}{CARD_FILE}", run_prefix("digits", "run-aws", 0));
+    let outcomes = register.handle(&card_event(&models, &card_key, "0065A1B2C3D4E5F601")).await.unwrap();
+    let Outcome::Registered { version, promoted } = &outcomes[0] else { panic!("{outcomes:?}") };
+    assert!(promoted);
+    assert_eq!((version.version, version.evaluation.as_ref().unwrap().images), (1, 30));
+    assert_eq!(registry::production(dynamo.as_ref(), "digits").await.unwrap().unwrap().0.version, 1);
+    assert_eq!(
+        register.handle(&card_event(&models, &card_key, "0065A1B2C3D4E5F601")).await.unwrap(),
+        vec![Outcome::AlreadyRegistered { model: "digits".into(), version: 1 }],
+        "a redelivered card event registers nothing new"
+    );
+}
