@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use aws_lambda_events::s3::S3Event;
 use chrono::{TimeZone, Utc};
-use cvops_core::ports::Queue;
 use cvops_core::model_card::CARD_FILE;
+use cvops_core::ports::Queue;
 use cvops_ingest::{IngestEvent, Outcome};
-use cvops_register_model::{Outcome as RegisterOutcome, RegisterError};
 use cvops_local::{ObjectEvent, ObjectEventKind};
+use cvops_register_model::{Outcome as RegisterOutcome, RegisterError};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::json;
 use tracing::warn;
@@ -68,7 +68,8 @@ pub async fn route(platform: &LocalPlatform, event: &ObjectEvent) -> anyhow::Res
         return Ok(Vec::new());
     }
     let s3 = IngestEvent::Records(s3_event(event));
-    invoke_async("ingest", INGEST_FAILURES_QUEUE, platform, &s3, &event.key, || platform.ingest.handle(&s3), |e| e.is_retryable()).await
+    invoke_async("ingest", INGEST_FAILURES_QUEUE, platform, &s3, &event.key, || platform.ingest.handle(&s3), |e| e.is_retryable())
+        .await
 }
 
 /// Delivers a models-bucket change to register-model when it is a model card (the notification
@@ -79,8 +80,16 @@ pub async fn route_model_card(platform: &LocalPlatform, event: &ObjectEvent) -> 
     }
     let s3 = s3_event(event);
     let retryable = |e: &RegisterError| e.is_retryable();
-    invoke_async("register-model", REGISTER_FAILURES_QUEUE, platform, &s3, &event.key, || platform.register.handle(&s3), retryable)
-        .await
+    invoke_async(
+        "register-model",
+        REGISTER_FAILURES_QUEUE,
+        platform,
+        &s3,
+        &event.key,
+        || platform.register.handle(&s3),
+        retryable,
+    )
+    .await
 }
 
 /// Lambda's asynchronous invocation: up to [`ATTEMPTS`] tries while the error is retryable, then

@@ -1,8 +1,10 @@
 //! `cvops train`, `runs`, `models`, `promote` and `rollback` as a user runs them: the request
 //! through the queue, the job as a child process, the card to register-model, the registry.
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 fn cvops(data_dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cvops")).arg("--data-dir").arg(data_dir).args(args).output().unwrap()
@@ -53,7 +55,8 @@ fn train_registers_a_version_and_the_alias_moves_on_promote_and_rollback() {
         assert!(out.contains("test accuracy"), "{out}");
     }
     let runs = cvops(&data, &["runs", "--json"]);
-    let runs: Vec<serde_json::Value> = String::from_utf8_lossy(&runs.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let runs: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&runs.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(runs.len(), 2);
     assert!(runs.iter().all(|r| r["status"] == "SUCCEEDED"), "{runs:?}");
 
@@ -72,4 +75,44 @@ fn train_registers_a_version_and_the_alias_moves_on_promote_and_rollback() {
     let back = cvops(&data, &["rollback", "digits"]);
     assert!(text(&back).contains("back at v1"), "{}", text(&back));
     assert!(!cvops(&data, &["promote", "digits", "9"]).status.success(), "no such version");
+
+    // `cvops serve` answers with the production version, and only with the key.
+    let refused = cvops(&data, &["serve"]);
+    assert!(!refused.status.success() && text(&refused).contains("--no-auth"), "{}", text(&refused));
+    let mut server = Command::new(env!("CARGO_BIN_EXE_cvops"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["serve", "--addr", "127.0.0.1:0", "--api-key", "k3y"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut banner = String::new();
+    BufReader::new(server.stdout.take().unwrap()).read_line(&mut banner).unwrap();
+    let addr = banner.split("http://").nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
+    let digit = std::fs::read(images.join("test/3").read_dir().unwrap().next().unwrap().unwrap().path()).unwrap();
+    let (status, _) = http_post(&addr, "/v1/models/digits/predict", None, &digit);
+    assert_eq!(status, 401);
+    let (status, body) = http_post(&addr, "/v1/models/digits/predict?top_k=2", Some("k3y"), &digit);
+    assert_eq!(status, 200, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((answer["version"].as_u64(), answer["predictions"].as_array().unwrap().len()), (Some(1), 2));
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+/// A minimal HTTP/1.1 POST of a PNG over a plain socket: (status, body).
+fn http_post(addr: &str, path: &str, key: Option<&str>, body: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    let auth = key.map(|k| format!("Authorization: Bearer {k}\r\n")).unwrap_or_default();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: image/png\r\nContent-Length: {}\r\n{auth}Connection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
 }

@@ -52,7 +52,8 @@ async fn a_model_trained_from_s3_is_registered_and_promoted_in_dynamodb() {
             }
         }
     }
-    let snap = snapshot::create(dynamo.as_ref(), objects.as_ref(), &store, "digits", "2026-11-27T00:00:00Z".into()).await.unwrap();
+    let snap =
+        snapshot::create(dynamo.as_ref(), objects.as_ref(), &store, "digits", "2026-11-27T00:00:00Z".into()).await.unwrap();
     assert_eq!(snap.samples, 160);
 
     let values = BTreeMap::from([("epochs".to_string(), 2.0), ("width".to_string(), 4.0)]);

@@ -63,9 +63,8 @@ async fn a_trained_model_is_verified_evaluated_registered_and_promoted() {
     // A small, fast configuration that still has to learn: chance is 10%.
     let hyperparameters = BTreeMap::from([("epochs".to_string(), 8.0), ("width".to_string(), 8.0)]);
     let lines = Lines::default();
-    let card = cvops_trainer::run(&config(&snap.id, "run-a", hyperparameters), stack.objects.as_ref(), &device(), &lines)
-        .await
-        .unwrap();
+    let card =
+        cvops_trainer::run(&config(&snap.id, "run-a", hyperparameters), stack.objects.as_ref(), &device(), &lines).await.unwrap();
     let printed = lines.0.lock().unwrap().clone();
     assert!(printed.iter().filter(|l| l.starts_with("epoch")).count() >= 2, "progress per epoch: {printed:?}");
     assert_eq!(card.metrics.test.images, 300);
@@ -115,7 +114,10 @@ async fn a_trained_model_is_verified_evaluated_registered_and_promoted() {
     stack.objects.put(MODELS, &format!("{tampered_prefix}{CARD_FILE}"), json(&tampered)).await.unwrap();
     let outcomes = register.handle(&card_event(MODELS, &format!("{tampered_prefix}{CARD_FILE}"), "02")).await.unwrap();
     let Outcome::Rejected { version } = &outcomes[0] else { panic!("not rejected: {outcomes:?}") };
-    assert_eq!((version.version, version.status, version.reason_code.as_deref()), (2, VersionStatus::Rejected, Some("checksum_mismatch")));
+    assert_eq!(
+        (version.version, version.status, version.reason_code.as_deref()),
+        (2, VersionStatus::Rejected, Some("checksum_mismatch"))
+    );
     assert_eq!(registry::production(stack.table.as_ref(), "digits").await.unwrap().unwrap().0.version, 1);
 
     // A good model that misses the floor is registered but not promoted.

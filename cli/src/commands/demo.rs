@@ -55,7 +55,8 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     DatasetHealth::of("digits", &records).print();
 
     println!("\n4. train a model on `digits`: a request through the training queue, a snapshot, a run, a job");
-    let train = train::Args { dataset: "digits".into(), model: None, epochs: args.epochs, set: args.set, snapshot: None, wait: true };
+    let train =
+        train::Args { dataset: "digits".into(), model: None, epochs: args.epochs, set: args.set, snapshot: None, wait: true };
     let mut request = train.request();
     request.reason = Some("demo".into());
     let run = train::submit(&platform, &request).await?;
@@ -77,7 +78,9 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     println!("\nNext:");
     println!("  cvops --data-dir {dir} models                                       # versions, stage, accuracy, lineage");
     println!("  cvops --data-dir {dir} runs");
-    println!("  cvops --data-dir {dir} train --dataset digits --epochs 5 --wait     # another run; promoted only if it is as good");
+    println!(
+        "  cvops --data-dir {dir} train --dataset digits --epochs 5 --wait     # another run; promoted only if it is as good"
+    );
     println!("  cvops --data-dir {dir} images --dataset digits --status rejected    # each rejection and what to do");
     println!("  cvops --data-dir {dir} images --dataset digits --status duplicate");
     println!(

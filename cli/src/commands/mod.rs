@@ -4,6 +4,7 @@ pub mod catalog;
 pub mod demo;
 pub mod health;
 pub mod models;
+pub mod serve;
 pub mod snapshot;
 pub mod train;
 pub mod upload;
@@ -54,6 +55,8 @@ pub enum Command {
     Promote(models::PromoteArgs),
     /// Point a model's production alias back at the version it named before.
     Rollback(models::RollbackArgs),
+    /// Serve the production models over HTTP: the inference endpoint's router, locally.
+    Serve(serve::Args),
     /// The tour: upload the digits sample set and the bad files into a fresh data directory, print
     /// the dataset's health, train a model, register and promote it, print its evaluation.
     Demo(demo::Args),
@@ -76,6 +79,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Models(args) => models::models(&data_dir, args).await,
         Command::Promote(args) => models::promote(&data_dir, args).await,
         Command::Rollback(args) => models::rollback(&data_dir, args).await,
+        Command::Serve(args) => serve::run(&data_dir, args).await,
         Command::RunTrainingJob => train::run_job().await,
         Command::Demo(args) => {
             let demo_dir = cli.data_dir.clone().unwrap_or_else(|| PathBuf::from(demo::DEFAULT_DEMO_DIR));

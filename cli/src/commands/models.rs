@@ -63,7 +63,10 @@ pub async fn models(data_dir: &Path, args: ModelsArgs) -> anyhow::Result<ExitCod
         return Ok(ExitCode::SUCCESS);
     }
     if !args.json {
-        println!("{:<16} {:>4}  {:<10} {:>8} {:>6}  {:<20} {:<16} {:<8} registered", "model", "ver", "stage", "accuracy", "tested", "run", "snapshot", "trainer");
+        println!(
+            "{:<16} {:>4}  {:<10} {:>8} {:>6}  {:<20} {:<16} {:<8} registered",
+            "model", "ver", "stage", "accuracy", "tested", "run", "snapshot", "trainer"
+        );
     }
     for name in names {
         let production = registry::production(platform.table.as_ref(), &name).await?.map(|(alias, _)| alias);

@@ -73,7 +73,11 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     require_dataset(platform.table.as_ref(), &args.dataset).await?;
     let run = submit(&platform, &args.request()).await?;
     if !args.wait {
-        println!("follow it with: cvops --data-dir {} runs    (or tail -f {})", data_dir.display(), job_log(&platform, &run).display());
+        println!(
+            "follow it with: cvops --data-dir {} runs    (or tail -f {})",
+            data_dir.display(),
+            job_log(&platform, &run).display()
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let versions = wait(&platform, &run).await?;
@@ -98,7 +102,10 @@ pub async fn submit(platform: &LocalPlatform, request: &TrainingRequest) -> anyh
         // Refused: the dead-letter queue holds it with the reason.
         let dead = platform.queue.receive(TRAINING_DEAD_LETTER_QUEUE, 10, Duration::ZERO).await?;
         let reason = dead.iter().find(|m| m.body == body).and_then(|m| m.attributes.get("reason").cloned());
-        bail!("the training request was refused ({}); it is kept in the {TRAINING_DEAD_LETTER_QUEUE} queue", reason.unwrap_or_else(|| "see the dead-letter queue".into()));
+        bail!(
+            "the training request was refused ({}); it is kept in the {TRAINING_DEAD_LETTER_QUEUE} queue",
+            reason.unwrap_or_else(|| "see the dead-letter queue".into())
+        );
     };
     let run: RunRecord = run.to_record()?;
     println!(
@@ -180,7 +187,8 @@ pub fn print_version(version: &ModelVersion) {
 /// card's event to register-model, and the job's state to dispatch-training (what Batch's state
 /// change events do on AWS).
 pub async fn run_job() -> anyhow::Result<ExitCode> {
-    let data_dir = std::env::var("CVOPS_DATA_DIR").context("CVOPS_DATA_DIR is not set: this subcommand is started by `cvops train`")?;
+    let data_dir =
+        std::env::var("CVOPS_DATA_DIR").context("CVOPS_DATA_DIR is not set: this subcommand is started by `cvops train`")?;
     let config = TrainerConfig::from_env()?;
     let (platform, mut events) = LocalPlatform::open(Path::new(&data_dir), LocalPlatform::ingest_config_from_env()?)?;
     let job_id = std::env::var("AWS_BATCH_JOB_ID").unwrap_or_default();

@@ -2,8 +2,8 @@
 
 use aws_lambda_events::s3::{S3Event, S3EventRecord};
 use chrono::{DateTime, Utc};
-use cvops_core::sequencer::Sequencer;
 use cvops_core::key::decode_event_key;
+use cvops_core::sequencer::Sequencer;
 use serde::{Deserialize, Serialize};
 
 /// What S3 may send the function: event records, or the test event it sends once when a

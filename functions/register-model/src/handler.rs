@@ -56,12 +56,23 @@ impl RegisterError {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
-    Registered { version: Box<ModelVersion>, promoted: bool },
-    Rejected { version: Box<ModelVersion> },
+    Registered {
+        version: Box<ModelVersion>,
+        promoted: bool,
+    },
+    Rejected {
+        version: Box<ModelVersion>,
+    },
     /// The card was registered before: a redelivered event.
-    AlreadyRegistered { model: String, version: u32 },
+    AlreadyRegistered {
+        model: String,
+        version: u32,
+    },
     /// Not a card key, or the card is gone.
-    Ignored { key: String, why: String },
+    Ignored {
+        key: String,
+        why: String,
+    },
 }
 
 /// Why a candidate is refused, with its stable code.
@@ -114,7 +125,10 @@ impl Register {
     #[instrument(skip(self), fields(bucket, key))]
     pub async fn register_card(&self, bucket: &str, key: &str) -> Result<Outcome, RegisterError> {
         let Some((model, run_id, point)) = parse_card_key(key) else {
-            return Ok(Outcome::Ignored { key: key.into(), why: "not a model card key (models/<model>/runs/<run>/<point>/card.json)".into() });
+            return Ok(Outcome::Ignored {
+                key: key.into(),
+                why: "not a model card key (models/<model>/runs/<run>/<point>/card.json)".into(),
+            });
         };
         if let Some(version) = registry::version_of_card(self.table.as_ref(), &model, &run_id, point).await? {
             if registry::get_version(self.table.as_ref(), &model, version).await?.is_some() {
@@ -166,13 +180,18 @@ impl Register {
     async fn verify(&self, bucket: &str, model: &str, card_bytes: &[u8]) -> Result<Result<Verified, Refusal>, RegisterError> {
         let card = match ModelCard::parse(card_bytes) {
             Ok(card) if card.model == model => card,
-            Ok(card) => return Ok(Err(refuse("malformed_card", format!("the card names model {:?} under {model:?}'s key", card.model)))),
+            Ok(card) => {
+                return Ok(Err(refuse("malformed_card", format!("the card names model {:?} under {model:?}'s key", card.model))))
+            }
             Err(reason) => return Ok(Err(refuse("malformed_card", reason))),
         };
         let artifact = match self.objects.get(bucket, &card.artifact.key, MAX_MODEL_BYTES).await {
             Ok(bytes) => bytes,
             Err(ObjectStoreError::NotFound { .. }) => {
-                return Ok(Err(refuse("missing_artifact", format!("{} does not exist; the trainer did not finish", card.artifact.key))))
+                return Ok(Err(refuse(
+                    "missing_artifact",
+                    format!("{} does not exist; the trainer did not finish", card.artifact.key),
+                )))
             }
             Err(ObjectStoreError::TooLarge { size, .. }) => {
                 return Ok(Err(refuse("missing_artifact", format!("the artifact is {size} bytes, over {MAX_MODEL_BYTES}"))))
@@ -183,7 +202,10 @@ impl Register {
         if sha256 != card.artifact.sha256 {
             return Ok(Err(refuse(
                 "checksum_mismatch",
-                format!("{} has sha256 {sha256}, the card says {}; the artifact was changed or corrupted", card.artifact.key, card.artifact.sha256),
+                format!(
+                    "{} has sha256 {sha256}, the card says {}; the artifact was changed or corrupted",
+                    card.artifact.key, card.artifact.sha256
+                ),
             )));
         }
         let loaded = match LoadedModel::load(&artifact, &card.input, card.labels.len()) {
@@ -192,11 +214,19 @@ impl Register {
         };
         let snapshot = match self.snapshot(&card.dataset, &card.snapshot).await? {
             Some(snapshot) => snapshot,
-            None => return Ok(Err(refuse("unknown_snapshot", format!("snapshot {} of {} does not exist", card.snapshot, card.dataset)))),
+            None => {
+                return Ok(Err(refuse(
+                    "unknown_snapshot",
+                    format!("snapshot {} of {} does not exist", card.snapshot, card.dataset),
+                )))
+            }
         };
         let evaluation = self.evaluate(&loaded, &card.labels, &snapshot).await?;
         if evaluation.images == 0 {
-            return Ok(Err(refuse("no_test_images", format!("snapshot {} has no readable test images to evaluate on", snapshot.id))));
+            return Ok(Err(refuse(
+                "no_test_images",
+                format!("snapshot {} has no readable test images to evaluate on", snapshot.id),
+            )));
         }
         Ok(Ok(Verified { card, snapshot, evaluation }))
     }
@@ -209,7 +239,12 @@ impl Register {
         }
     }
 
-    async fn evaluate(&self, model: &LoadedModel, labels: &[String], snapshot: &Snapshot) -> Result<cvops_core::metrics::Evaluation, RegisterError> {
+    async fn evaluate(
+        &self,
+        model: &LoadedModel,
+        labels: &[String],
+        snapshot: &Snapshot,
+    ) -> Result<cvops_core::metrics::Evaluation, RegisterError> {
         let (raw, store) = (&self.config.raw_bucket, &self.config.store_bucket);
         Ok(evaluate_on_test_split(model, labels, self.objects.as_ref(), raw, store, snapshot).await?)
     }
@@ -232,7 +267,12 @@ impl Register {
         Ok(Some(self.evaluate(&loaded, &current.labels, snapshot).await?.accuracy))
     }
 
-    async fn decide(&self, model: &str, accuracy: f64, snapshot: &Snapshot) -> Result<(GateDecision, Option<(Alias, u64)>), RegisterError> {
+    async fn decide(
+        &self,
+        model: &str,
+        accuracy: f64,
+        snapshot: &Snapshot,
+    ) -> Result<(GateDecision, Option<(Alias, u64)>), RegisterError> {
         let current = registry::production(self.table.as_ref(), model).await?;
         let production = match &current {
             Some((alias, _)) => self.production_accuracy(model, alias, snapshot).await?.map(|a| (alias.version, a)),
@@ -241,7 +281,13 @@ impl Register {
         Ok((registry::gate(accuracy, self.config.promotion_floor, production), current))
     }
 
-    async fn register_and_promote(&self, key: &str, version: u32, candidate: Verified, now: String) -> Result<Outcome, RegisterError> {
+    async fn register_and_promote(
+        &self,
+        key: &str,
+        version: u32,
+        candidate: Verified,
+        now: String,
+    ) -> Result<Outcome, RegisterError> {
         let Verified { card, snapshot, evaluation } = candidate;
         let (mut gate, mut current) = self.decide(&card.model, evaluation.accuracy, &snapshot).await?;
         let mut record = ModelVersion {
@@ -277,7 +323,12 @@ impl Register {
                 previous.push(alias.version);
                 previous
             });
-            let alias = Alias { version, previous: previous.unwrap_or_default(), updated_at: now.clone(), reason: gate.explanation.clone() };
+            let alias = Alias {
+                version,
+                previous: previous.unwrap_or_default(),
+                updated_at: now.clone(),
+                reason: gate.explanation.clone(),
+            };
             match registry::swap_production(self.table.as_ref(), &card.model, current.as_ref().map(|(_, v)| *v), &alias).await {
                 Ok(()) => {
                     promoted = true;

@@ -39,7 +39,8 @@ struct Conv3x3Op {
 /// A CPU tensor holding a copy of a storage's data.
 fn tensor(storage: &CpuStorage, layout: &Layout) -> Result<Tensor> {
     let data = storage.as_slice::<f32>()?;
-    let (start, end) = layout.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("conv3x3 expects contiguous input".into()))?;
+    let (start, end) =
+        layout.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("conv3x3 expects contiguous input".into()))?;
     Tensor::from_slice(&data[start..end], layout.shape(), &Device::Cpu)
 }
 

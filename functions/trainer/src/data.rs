@@ -77,7 +77,12 @@ enum Fetched {
     Skipped(&'static str),
 }
 
-async fn fetch(objects: &dyn ObjectStore, bucket: &str, line: ManifestLine, limits: &ValidationLimits) -> Result<Fetched, DataError> {
+async fn fetch(
+    objects: &dyn ObjectStore,
+    bucket: &str,
+    line: ManifestLine,
+    limits: &ValidationLimits,
+) -> Result<Fetched, DataError> {
     let data = match objects.get(bucket, &line.key, limits.max_bytes).await {
         Ok(data) => data,
         Err(ObjectStoreError::NotFound { .. }) => return Ok(Fetched::Skipped("missing")),

@@ -80,7 +80,12 @@ fn evaluate(predicted: &[u32], samples: &Samples, labels: &[String]) -> Evaluati
 }
 
 /// Runs the job; returns the card it wrote.
-pub async fn run(config: &TrainerConfig, objects: &dyn ObjectStore, device: &Device, progress: &dyn Progress) -> Result<ModelCard, TrainerError> {
+pub async fn run(
+    config: &TrainerConfig,
+    objects: &dyn ObjectStore,
+    device: &Device,
+    progress: &dyn Progress,
+) -> Result<ModelCard, TrainerError> {
     let started = Instant::now();
     let h = &config.hyperparameters;
     let snapshot = data::read_snapshot(objects, &config.store_bucket, &config.snapshot_descriptor).await?;
@@ -147,7 +152,8 @@ pub async fn run(config: &TrainerConfig, objects: &dyn ObjectStore, device: &Dev
     ];
     let model = onnx::export(&shape, &named_tensors(&vars)?, &metadata);
     let prefix = run_prefix(&config.model, &config.run_id, config.point);
-    let artifact = Artifact { key: format!("{prefix}{MODEL_FILE}"), sha256: hex::encode(Sha256::digest(&model)), bytes: model.len() as u64 };
+    let artifact =
+        Artifact { key: format!("{prefix}{MODEL_FILE}"), sha256: hex::encode(Sha256::digest(&model)), bytes: model.len() as u64 };
     objects.put(&config.models_bucket, &artifact.key, Bytes::from(model)).await?;
 
     let card = ModelCard {

@@ -130,7 +130,11 @@ pub fn named_tensors(vars: &VarMap) -> Result<Vec<NamedTensor>> {
     let mut out = Vec::with_capacity(data.len());
     for (name, var) in data.iter() {
         let tensor = var.as_tensor().to_device(&Device::Cpu)?;
-        out.push(NamedTensor { name: name.clone(), dims: tensor.dims().to_vec(), values: tensor.flatten_all()?.to_vec1::<f32>()? });
+        out.push(NamedTensor {
+            name: name.clone(),
+            dims: tensor.dims().to_vec(),
+            values: tensor.flatten_all()?.to_vec1::<f32>()?,
+        });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)

@@ -50,7 +50,14 @@ fn augment(planes: &[u8], side: usize, dx: i32, dy: i32, flip: bool, out: &mut V
 }
 
 /// A batch tensor of the samples at `indices`, augmented when `rng` is given.
-fn batch(samples: &Samples, indices: &[usize], spec: &InputSpec, h: &Hyperparameters, rng: Option<&mut StdRng>, device: &Device) -> Result<Tensor> {
+fn batch(
+    samples: &Samples,
+    indices: &[usize],
+    spec: &InputSpec,
+    h: &Hyperparameters,
+    rng: Option<&mut StdRng>,
+    device: &Device,
+) -> Result<Tensor> {
     let per = spec.len();
     let side = spec.width as usize;
     let mut values = Vec::with_capacity(indices.len() * per);

@@ -40,7 +40,8 @@ fn tract_runs_the_export_with_candles_outputs() {
     let shape = CnnShape::new(1, 28, 28, 8, 10);
     let (train_set, val) = (samples(&digits("train", 30)), samples(&digits("val", 5)));
     // Trained a little, so the batch-norm running statistics are the data's, not the initial ones.
-    let (net, vars, _) = train::train(shape.clone(), &train_set, &val, &spec, &hyperparameters, &Device::Cpu, &mut |_| {}).unwrap();
+    let (net, vars, _) =
+        train::train(shape.clone(), &train_set, &val, &spec, &hyperparameters, &Device::Cpu, &mut |_| {}).unwrap();
     let exported = onnx::export(&shape, &named_tensors(&vars).unwrap(), &[]);
     let tract = LoadedModel::load(&exported, &spec, 10).unwrap();
 

@@ -189,9 +189,9 @@ pub async fn claim_version(table: &dyn Table, model: &str, run_id: &str, point: 
     match table.put_if_absent(marker).await {
         Ok(_) => Ok(version),
         // A concurrent delivery of the same card won; its number stands (ours is left unused).
-        Err(TableError::Conflict { .. }) => version_of_card(table, model, run_id, point)
-            .await?
-            .ok_or(TableError::Conflict { pk, sk: card_sk(run_id, point) }),
+        Err(TableError::Conflict { .. }) => {
+            version_of_card(table, model, run_id, point).await?.ok_or(TableError::Conflict { pk, sk: card_sk(run_id, point) })
+        }
         Err(e) => Err(e),
     }
 }
@@ -258,7 +258,8 @@ pub async fn promote(table: &dyn Table, model: &str, version: u32, reason: &str,
 /// Points `production` back at the version it named before the current one.
 pub async fn rollback(table: &dyn Table, model: &str, now: &str) -> Result<Alias, RegistryError> {
     for _ in 0..ATTEMPTS {
-        let (current, item_version) = production(table, model).await?.ok_or_else(|| RegistryError::NoProduction(model.to_owned()))?;
+        let (current, item_version) =
+            production(table, model).await?.ok_or_else(|| RegistryError::NoProduction(model.to_owned()))?;
         let mut previous = current.previous.clone();
         let version = previous.pop().ok_or_else(|| RegistryError::NothingToRollBack(model.to_owned()))?;
         let reason = format!("rollback from v{}", current.version);

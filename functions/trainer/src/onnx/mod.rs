@@ -94,10 +94,7 @@ pub fn export(shape: &CnnShape, weights: &[NamedTensor], metadata: &[(&str, Stri
         node: nodes,
         name: "cvops-cnn".into(),
         initializer: weights.iter().map(initializer).collect(),
-        input: vec![value_info(
-            INPUT,
-            &[batch.clone(), fixed(shape.channels), fixed(shape.height), fixed(shape.width)],
-        )],
+        input: vec![value_info(INPUT, &[batch.clone(), fixed(shape.channels), fixed(shape.height), fixed(shape.width)])],
         output: vec![value_info(OUTPUT, &[batch, fixed(shape.classes)])],
     };
     let model = ModelProto {

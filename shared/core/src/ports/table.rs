@@ -73,9 +73,11 @@ impl Item {
     /// Refuses an item that uses a [`RESERVED_ATTRIBUTES`] name; every table calls it on write.
     pub fn check_reserved(&self) -> Result<(), TableError> {
         match self.attrs.keys().find(|name| RESERVED_ATTRIBUTES.contains(&name.as_str())) {
-            Some(name) => {
-                Err(TableError::Malformed { pk: self.pk.clone(), sk: self.sk.clone(), why: format!("attribute name {name} is reserved") })
-            }
+            Some(name) => Err(TableError::Malformed {
+                pk: self.pk.clone(),
+                sk: self.sk.clone(),
+                why: format!("attribute name {name} is reserved"),
+            }),
             None => Ok(()),
         }
     }

@@ -31,7 +31,10 @@ pub fn decode_image(data: &[u8], limits: &ValidationLimits) -> Result<DynamicIma
         DynamicImage::from_decoder(decoder).map_err(|e| classify(e, format, data))
     }));
     decoded.unwrap_or_else(|_| {
-        Err(Rejection::new(ReasonCode::Corrupt, format!("the {format} decoder failed on this file (it panicked); the file is damaged")))
+        Err(Rejection::new(
+            ReasonCode::Corrupt,
+            format!("the {format} decoder failed on this file (it panicked); the file is damaged"),
+        ))
     })
 }
 

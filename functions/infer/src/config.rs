@@ -1,0 +1,45 @@
+//! What the endpoint is configured with, read once at start-up.
+
+use std::time::Duration;
+
+/// Lambda's synchronous payload limit, and the default here.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 6_000_000;
+pub const DEFAULT_ALIAS_CHECK: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct InferConfig {
+    pub models_bucket: String,
+    /// Bodies over this many bytes get 413 (`CVOPS_MAX_BODY_BYTES`).
+    pub max_body_bytes: usize,
+    /// How often, at most, the production alias is read again (`CVOPS_ALIAS_CHECK_SECONDS`).
+    pub alias_check: Duration,
+    /// Required as `Authorization: Bearer <key>` when set (local mode). On AWS the function URL
+    /// checks IAM instead, and this is `None`.
+    pub api_key: Option<String>,
+}
+
+impl InferConfig {
+    pub fn new(models_bucket: impl Into<String>) -> Self {
+        Self {
+            models_bucket: models_bucket.into(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            alias_check: DEFAULT_ALIAS_CHECK,
+            api_key: None,
+        }
+    }
+
+    /// `CVOPS_MODELS_BUCKET`, and the optional `CVOPS_MAX_BODY_BYTES` and `CVOPS_ALIAS_CHECK_SECONDS`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let bucket = lookup("CVOPS_MODELS_BUCKET").filter(|b| !b.is_empty()).ok_or("CVOPS_MODELS_BUCKET is not set")?;
+        let mut config = Self::new(bucket);
+        if let Some(text) = lookup("CVOPS_MAX_BODY_BYTES") {
+            config.max_body_bytes =
+                text.parse().map_err(|_| format!("CVOPS_MAX_BODY_BYTES is {text:?}; give a number of bytes"))?;
+        }
+        if let Some(text) = lookup("CVOPS_ALIAS_CHECK_SECONDS") {
+            let seconds: f64 = text.parse().map_err(|_| format!("CVOPS_ALIAS_CHECK_SECONDS is {text:?}; give seconds"))?;
+            config.alias_check = Duration::from_secs_f64(seconds.max(0.0));
+        }
+        Ok(config)
+    }
+}

@@ -1,0 +1,218 @@
+//! The HTTP API: one axum router, served by `lambda_http` on AWS and by `cvops serve` locally.
+//!
+//! - `POST /v1/models/{name}/predict`: a raw image body (`Content-Type: image/...`) or JSON
+//!   `{"image_base64": ...}`; `?top_k=` (default 5) and `?version=` to pin a version.
+//! - `GET /v1/models`, `GET /v1/models/{name}`, `GET /healthz`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use cvops_core::preprocess::{argmax, preprocess, softmax};
+use cvops_core::registry::{self, VersionStatus};
+use cvops_core::validate::{decode_image, ValidationLimits};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::config::InferConfig;
+use crate::error::ApiError;
+use crate::models::{Models, Served};
+
+const DEFAULT_TOP_K: usize = 5;
+
+#[derive(Debug, Clone)]
+struct AppState {
+    models: Arc<Models>,
+    config: Arc<InferConfig>,
+}
+
+/// The endpoint's router over `models`.
+pub fn router(models: Arc<Models>, config: InferConfig) -> Router {
+    let state = AppState { models, config: Arc::new(config) };
+    let api = Router::new()
+        .route("/v1/models", get(list_models))
+        .route("/v1/models/{name}", get(describe_model))
+        .route("/v1/models/{name}/predict", post(predict))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authorise));
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .merge(api)
+        .fallback(|| async {
+            ApiError::not_found("not_found", "no such route; see GET /v1/models and POST /v1/models/{name}/predict")
+        })
+        .with_state(state)
+}
+
+/// Equal-time comparison, so the key cannot be guessed byte by byte from response times.
+fn same_key(given: &str, expected: &str) -> bool {
+    given.len() == expected.len() && given.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+async fn authorise(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(key) = &state.config.api_key {
+        let given = request.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        if !given.is_some_and(|given| same_key(given, key)) {
+            return ApiError::unauthorized().into_response();
+        }
+    }
+    next.run(request).await
+}
+
+#[derive(Debug, Deserialize)]
+struct JsonImage {
+    image_base64: String,
+}
+
+fn parse_query(query: &HashMap<String, String>) -> Result<(usize, Option<u32>), ApiError> {
+    let top_k = match query.get("top_k") {
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|k| *k > 0)
+            .ok_or_else(|| ApiError::malformed(format!("top_k is {text:?}; give a positive whole number")))?,
+        None => DEFAULT_TOP_K,
+    };
+    let version = match query.get("version") {
+        Some(text) => Some(
+            text.trim_start_matches('v')
+                .parse::<u32>()
+                .map_err(|_| ApiError::malformed(format!("version is {text:?}; give a version number such as 3")))?,
+        ),
+        None => None,
+    };
+    Ok((top_k, version))
+}
+
+/// The image bytes of a request: the raw body for `image/*`, the decoded field for JSON.
+fn image_bytes(headers: &HeaderMap, body: bytes::Bytes) -> Result<bytes::Bytes, ApiError> {
+    let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if essence.starts_with("image/") {
+        return Ok(body);
+    }
+    if essence == "application/json" {
+        let parsed: JsonImage = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                format!("the body is not the expected JSON ({e}); send {{\"image_base64\": \"...\"}}"),
+            )
+        })?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(parsed.image_base64.trim())
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("image_base64 is not base64: {e}")))?;
+        return Ok(decoded.into());
+    }
+    Err(ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        format!("content type {content_type:?} is not accepted; send the image with an image/* type (image/png, image/jpeg, ...) or JSON with image_base64"),
+    ))
+}
+
+fn millis(since: Instant) -> f64 {
+    (since.elapsed().as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// Decode, preprocess, infer: CPU work, off the async threads.
+fn classify(served: &Served, image: &[u8], top_k: usize, limits: &ValidationLimits) -> Result<Value, ApiError> {
+    let started = Instant::now();
+    let decoded = decode_image(image, limits).map_err(|rejection| ApiError {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        code: "undecodable_image",
+        message: rejection.message.clone(),
+        reason: Some(rejection.reason.as_str()),
+    })?;
+    let decode = millis(started);
+    let stage = Instant::now();
+    let input = preprocess(&decoded, served.model.spec());
+    let preprocess_ms = millis(stage);
+    let stage = Instant::now();
+    let logits = served.model.logits(&input).map_err(|e| ApiError::internal(e.to_string()))?;
+    let infer = millis(stage);
+    let scores = softmax(&logits);
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]));
+    debug_assert_eq!(order.first().copied(), Some(argmax(&scores)));
+    let predictions: Vec<Value> =
+        order.into_iter().take(top_k).map(|i| json!({"label": served.record.labels[i], "score": scores[i]})).collect();
+    Ok(json!({
+        "model": served.record.model,
+        "version": served.record.version,
+        "predictions": predictions,
+        "timings_ms": {"decode": decode, "preprocess": preprocess_ms, "infer": infer, "total": millis(started)},
+    }))
+}
+
+async fn predict(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let limit = state.config.max_body_bytes;
+    let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body is over {limit} bytes; resize the image or send a smaller one"),
+        )
+    })?;
+    let (top_k, pinned) = parse_query(&query)?;
+    let image = image_bytes(&headers, body)?;
+    let served = state.models.resolve(&name, pinned).await?;
+    let limits = ValidationLimits { max_bytes: limit as u64, ..ValidationLimits::default() };
+    let answer = tokio::task::spawn_blocking(move || classify(&served, &image, top_k, &limits))
+        .await
+        .map_err(|e| ApiError::internal(format!("the prediction did not finish: {e}")))??;
+    Ok(Json(answer))
+}
+
+async fn list_models(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let table = state.models.table();
+    let unavailable =
+        |e: cvops_core::ports::TableError| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "registry_unavailable", e.to_string());
+    let mut models = Vec::new();
+    for name in registry::models(table).await.map_err(unavailable)? {
+        let production = registry::production(table, &name).await.map_err(unavailable)?.map(|(alias, _)| alias.version);
+        models.push(json!({"name": name, "production_version": production}));
+    }
+    Ok(Json(json!({ "models": models })))
+}
+
+async fn describe_model(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    let table = state.models.table();
+    let unavailable =
+        |e: cvops_core::ports::TableError| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "registry_unavailable", e.to_string());
+    if !registry::models(table).await.map_err(unavailable)?.contains(&name) {
+        return Err(ApiError::not_found("unknown_model", format!("there is no model {name}; GET /v1/models lists them")));
+    }
+    let production = registry::production(table, &name).await.map_err(unavailable)?.map(|(alias, _)| alias.version);
+    let versions: Vec<Value> = registry::versions(table, &name)
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(|v| {
+            json!({
+                "version": v.version,
+                "status": v.status,
+                "production": production == Some(v.version),
+                "accuracy": v.evaluation.as_ref().map(|e| e.accuracy),
+                "labels": if v.status == VersionStatus::Registered { json!(v.labels) } else { Value::Null },
+                "input": v.input,
+                "registered_at": v.registered_at,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"name": name, "production_version": production, "versions": versions})))
+}
