@@ -7,3 +7,4 @@ pub mod events;
 pub mod faults;
 pub mod local;
 pub mod moto;
+pub mod training;

@@ -8,6 +8,7 @@ use cvops_local::{open_database, FsObjectStore, SqliteTable};
 
 pub const RAW: &str = "raw";
 pub const STORE: &str = "store";
+pub const MODELS: &str = "models";
 
 pub struct LocalStack {
     /// Removed when the stack is dropped.

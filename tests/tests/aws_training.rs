@@ -2,7 +2,6 @@
 //! trainer reading them through the S3 adapter and writing model and card to the models bucket,
 //! and register-model, wired to S3 and DynamoDB, verifying, evaluating, versioning and promoting.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -11,20 +10,14 @@ use cvops_core::clock::SystemClock;
 use cvops_core::model_card::{run_prefix, CARD_FILE};
 use cvops_core::ports::ObjectStore;
 use cvops_core::registry;
-use cvops_core::snapshot::{self, descriptor_key};
+use cvops_core::snapshot;
 use cvops_ingest::IngestConfig;
-use cvops_register_model::{Outcome, Register, RegisterConfig};
+use cvops_register_model::{Outcome, Register};
 use cvops_tests::events::{card_event, s3_event, S3_PUT};
 use cvops_tests::local::digits_dir;
 use cvops_tests::moto;
-use cvops_trainer::job::{device, Progress};
-use cvops_trainer::{Hyperparameters, TrainerConfig};
-
-struct Quiet;
-
-impl Progress for Quiet {
-    fn line(&self, _: &str) {}
-}
+use cvops_tests::training::{values, Buckets, Quiet};
+use cvops_trainer::job::device;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_model_trained_from_s3_is_registered_and_promoted_in_dynamodb() {
@@ -56,20 +49,8 @@ async fn a_model_trained_from_s3_is_registered_and_promoted_in_dynamodb() {
         snapshot::create(dynamo.as_ref(), objects.as_ref(), &store, "digits", "2026-11-27T00:00:00Z".into()).await.unwrap();
     assert_eq!(snap.samples, 160);
 
-    let values = BTreeMap::from([("epochs".to_string(), 2.0), ("width".to_string(), 4.0)]);
-    let config = TrainerConfig {
-        run_id: "run-aws".into(),
-        model: "digits".into(),
-        dataset: "digits".into(),
-        snapshot: snap.id.clone(),
-        snapshot_descriptor: descriptor_key("digits", &snap.id),
-        store_bucket: store.clone(),
-        raw_bucket: raw.clone(),
-        models_bucket: models.clone(),
-        point: 0,
-        hyperparameters: Hyperparameters::from_values(&values).unwrap(),
-        hyperparameter_values: values,
-    };
+    let buckets = Buckets { raw: raw.clone(), store: store.clone(), models: models.clone() };
+    let config = buckets.trainer_config(&snap.id, "run-aws", values(&[("epochs", 2.0), ("width", 4.0)]));
     let card = cvops_trainer::run(&config, objects.as_ref(), &device(), &Quiet).await.unwrap();
     assert_eq!(card.metrics.test.images, 30);
 
@@ -77,7 +58,7 @@ async fn a_model_trained_from_s3_is_registered_and_promoted_in_dynamodb() {
         dynamo.clone(),
         objects.clone(),
         Arc::new(SystemClock),
-        RegisterConfig { raw_bucket: raw, store_bucket: store, models_bucket: models.clone(), promotion_floor: 0.0 },
+        buckets.register_config(0.0),
     );
     let card_key = format!("{}{CARD_FILE}", run_prefix("digits", "run-aws", 0));
     let outcomes = register.handle(&card_event(&models, &card_key, "0065A1B2C3D4E5F601")).await.unwrap();

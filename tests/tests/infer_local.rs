@@ -1,7 +1,6 @@
 //! The inference router on the embedded adapters: every error status, the API key, scores equal
 //! to register-model's evaluation, and a promotion picked up without a restart.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,24 +13,17 @@ use cvops_core::key::Split;
 use cvops_core::model_card::{run_prefix, ModelCard, CARD_FILE};
 use cvops_core::ports::ObjectStore;
 use cvops_core::registry;
-use cvops_core::snapshot::{self, descriptor_key, Snapshot};
+use cvops_core::snapshot::{self, Snapshot};
 use cvops_infer::{InferConfig, Models};
-use cvops_register_model::{Register, RegisterConfig};
+use cvops_register_model::Register;
 use cvops_tests::events::card_event;
-use cvops_tests::local::{LocalStack, RAW, STORE};
-use cvops_trainer::job::{device, Progress};
-use cvops_trainer::{Hyperparameters, TrainerConfig};
+use cvops_tests::local::{LocalStack, MODELS, RAW, STORE};
+use cvops_tests::training::{values, Buckets, Quiet};
+use cvops_trainer::job::device;
 use serde_json::Value;
 use tower::ServiceExt;
 
-const MODELS: &str = "models";
 const KEY: &str = "s3cret-key";
-
-struct Quiet;
-
-impl Progress for Quiet {
-    fn line(&self, _: &str) {}
-}
 
 /// A stack with model `digits`: v1 in production, v2 (the same network) a candidate.
 async fn stack_with_model() -> (LocalStack, Snapshot) {
@@ -40,29 +32,10 @@ async fn stack_with_model() -> (LocalStack, Snapshot) {
     let snap = snapshot::create(stack.table.as_ref(), stack.objects.as_ref(), STORE, "digits", "2026-11-27T00:00:00Z".into())
         .await
         .unwrap();
-    let values = BTreeMap::from([("epochs".to_string(), 3.0), ("width".to_string(), 4.0)]);
-    let config = TrainerConfig {
-        run_id: "run-a".into(),
-        model: "digits".into(),
-        dataset: "digits".into(),
-        snapshot: snap.id.clone(),
-        snapshot_descriptor: descriptor_key("digits", &snap.id),
-        store_bucket: STORE.into(),
-        raw_bucket: RAW.into(),
-        models_bucket: MODELS.into(),
-        point: 0,
-        hyperparameters: Hyperparameters::from_values(&values).unwrap(),
-        hyperparameter_values: values,
-    };
+    let config = Buckets::local().trainer_config(&snap.id, "run-a", values(&[("epochs", 3.0), ("width", 4.0)]));
     let card = cvops_trainer::run(&config, stack.objects.as_ref(), &device(), &Quiet).await.unwrap();
     let register = |floor: f64| {
-        let config = RegisterConfig {
-            raw_bucket: RAW.into(),
-            store_bucket: STORE.into(),
-            models_bucket: MODELS.into(),
-            promotion_floor: floor,
-        };
-        Register::new(stack.table.clone(), stack.objects.clone(), stack.clock.clone(), config)
+        Register::new(stack.table.clone(), stack.objects.clone(), stack.clock.clone(), Buckets::local().register_config(floor))
     };
     register(0.0).handle(&card_event(MODELS, &format!("{}{CARD_FILE}", run_prefix("digits", "run-a", 0)), "01")).await.unwrap();
     // v2: the same network under another run, kept out of production by a floor of 1.

@@ -1,21 +1,18 @@
 //! Training end to end on the embedded adapters: a digits snapshot, the trainer (candle, CPU),
 //! the exported model registered by register-model (tract), the gate, rejection, and the alias.
 
-use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use bytes::Bytes;
 use cvops_core::model_card::{run_prefix, ModelCard, CARD_FILE};
 use cvops_core::ports::ObjectStore;
 use cvops_core::registry::{self, VersionStatus};
-use cvops_core::snapshot::{self, descriptor_key};
-use cvops_register_model::{Outcome, Register, RegisterConfig};
+use cvops_core::snapshot;
+use cvops_register_model::{Outcome, Register};
 use cvops_tests::events::card_event;
-use cvops_tests::local::{LocalStack, RAW, STORE};
+use cvops_tests::local::{LocalStack, MODELS, STORE};
+use cvops_tests::training::{values, Buckets};
 use cvops_trainer::job::{device, Progress};
-use cvops_trainer::{Hyperparameters, TrainerConfig};
-
-const MODELS: &str = "models";
 
 #[derive(Default)]
 struct Lines(Mutex<Vec<String>>);
@@ -26,30 +23,8 @@ impl Progress for Lines {
     }
 }
 
-fn config(snapshot: &str, run_id: &str, hyperparameters: BTreeMap<String, f64>) -> TrainerConfig {
-    TrainerConfig {
-        run_id: run_id.into(),
-        model: "digits".into(),
-        dataset: "digits".into(),
-        snapshot: snapshot.into(),
-        snapshot_descriptor: descriptor_key("digits", snapshot),
-        store_bucket: STORE.into(),
-        raw_bucket: RAW.into(),
-        models_bucket: MODELS.into(),
-        point: 0,
-        hyperparameters: Hyperparameters::from_values(&hyperparameters).unwrap(),
-        hyperparameter_values: hyperparameters,
-    }
-}
-
 fn register(stack: &LocalStack, floor: f64) -> Register {
-    let config = RegisterConfig {
-        raw_bucket: RAW.into(),
-        store_bucket: STORE.into(),
-        models_bucket: MODELS.into(),
-        promotion_floor: floor,
-    };
-    Register::new(stack.table.clone(), stack.objects.clone(), stack.clock.clone(), config)
+    Register::new(stack.table.clone(), stack.objects.clone(), stack.clock.clone(), Buckets::local().register_config(floor))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -61,10 +36,9 @@ async fn a_trained_model_is_verified_evaluated_registered_and_promoted() {
         .unwrap();
 
     // A small, fast configuration that still has to learn: chance is 10%.
-    let hyperparameters = BTreeMap::from([("epochs".to_string(), 8.0), ("width".to_string(), 8.0)]);
+    let config = Buckets::local().trainer_config(&snap.id, "run-a", values(&[("epochs", 8.0), ("width", 8.0)]));
     let lines = Lines::default();
-    let card =
-        cvops_trainer::run(&config(&snap.id, "run-a", hyperparameters), stack.objects.as_ref(), &device(), &lines).await.unwrap();
+    let card = cvops_trainer::run(&config, stack.objects.as_ref(), &device(), &lines).await.unwrap();
     let printed = lines.0.lock().unwrap().clone();
     assert!(printed.iter().filter(|l| l.starts_with("epoch")).count() >= 2, "progress per epoch: {printed:?}");
     assert_eq!(card.metrics.test.images, 300);
