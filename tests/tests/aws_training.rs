@@ -54,12 +54,7 @@ async fn a_model_trained_from_s3_is_registered_and_promoted_in_dynamodb() {
     let card = cvops_trainer::run(&config, objects.as_ref(), &device(), &Quiet).await.unwrap();
     assert_eq!(card.metrics.test.images, 30);
 
-    let register = Register::new(
-        dynamo.clone(),
-        objects.clone(),
-        Arc::new(SystemClock),
-        buckets.register_config(0.0),
-    );
+    let register = Register::new(dynamo.clone(), objects.clone(), Arc::new(SystemClock), buckets.register_config(0.0));
     let card_key = format!("{}{CARD_FILE}", run_prefix("digits", "run-aws", 0));
     let outcomes = register.handle(&card_event(&models, &card_key, "0065A1B2C3D4E5F601")).await.unwrap();
     let Outcome::Registered { version, promoted } = &outcomes[0] else { panic!("{outcomes:?}") };

@@ -61,7 +61,7 @@ pub enum Command {
     /// the dataset's health, train a model, register and promote it, print its evaluation.
     Demo(demo::Args),
     /// A local training job (started by `cvops train` with a Batch job's environment).
-    #[command(name = "run-training-job", hide = true)]
+    #[command(name = crate::platform::JOB_SUBCOMMAND, hide = true)]
     RunTrainingJob,
 }
 

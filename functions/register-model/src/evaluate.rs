@@ -5,8 +5,8 @@ use cvops_core::key::Split;
 use cvops_core::metrics::{Confusion, Evaluation};
 use cvops_core::ports::{ObjectStore, ObjectStoreError};
 use cvops_core::preprocess::argmax;
-use cvops_core::snapshot::{self, Snapshot, SnapshotError};
-use cvops_core::validate::{decode_image, ValidationLimits};
+use cvops_core::snapshot::{self, Sample, Snapshot, SnapshotError};
+use cvops_core::validate::ValidationLimits;
 use cvops_inference::{LoadedModel, ModelError};
 use futures::{stream, StreamExt, TryStreamExt};
 
@@ -41,22 +41,11 @@ pub async fn evaluate_on_test_split(
     .await?;
     let limits = ValidationLimits::default();
     let mut confusion = Confusion::new(labels.to_vec());
-    let mut fetched = stream::iter(lines)
-        .map(|line| async move {
-            match objects.get(raw_bucket, &line.key, limits.max_bytes).await {
-                Ok(bytes) => Ok(Some((line, bytes))),
-                Err(ObjectStoreError::NotFound { .. }) => Ok(None),
-                Err(e) => Err(e),
-            }
-        })
-        .buffered(CONCURRENT_FETCHES);
-    while let Some(next) = fetched.try_next().await? {
-        let Some((line, bytes)) = next else { continue };
+    let mut fetched =
+        stream::iter(lines).map(|line| snapshot::fetch_sample(objects, raw_bucket, line, &limits)).buffered(CONCURRENT_FETCHES);
+    while let Some(sample) = fetched.try_next().await? {
+        let Sample::Image(line, image) = sample else { continue };
         let Some(truth) = labels.iter().position(|l| *l == line.label) else { continue };
-        if hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)) != line.sha256 {
-            continue;
-        }
-        let Ok(image) = decode_image(&bytes, &limits) else { continue };
         let logits = model.logits_for_image(&image)?;
         confusion.add(truth, argmax(&logits));
     }

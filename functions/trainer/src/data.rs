@@ -9,12 +9,11 @@ use std::sync::Arc;
 use cvops_core::key::Split;
 use cvops_core::ports::{ObjectStore, ObjectStoreError};
 use cvops_core::preprocess::planes;
-use cvops_core::snapshot::{self, ManifestLine, Snapshot, SnapshotError};
-use cvops_core::validate::{decode_image, ValidationLimits};
+use cvops_core::snapshot::{self, ManifestLine, Sample, Snapshot, SnapshotError};
+use cvops_core::validate::ValidationLimits;
 use futures::{stream, StreamExt};
 use image::DynamicImage;
 use rayon::prelude::*;
-use sha2::{Digest, Sha256};
 
 /// Fetches in flight at once.
 const CONCURRENT_FETCHES: usize = 32;
@@ -72,31 +71,6 @@ pub async fn read_snapshot(objects: &dyn ObjectStore, bucket: &str, key: &str) -
     })
 }
 
-enum Fetched {
-    Image(ManifestLine, DynamicImage),
-    Skipped(&'static str),
-}
-
-async fn fetch(
-    objects: &dyn ObjectStore,
-    bucket: &str,
-    line: ManifestLine,
-    limits: &ValidationLimits,
-) -> Result<Fetched, DataError> {
-    let data = match objects.get(bucket, &line.key, limits.max_bytes).await {
-        Ok(data) => data,
-        Err(ObjectStoreError::NotFound { .. }) => return Ok(Fetched::Skipped("missing")),
-        Err(e) => return Err(e.into()),
-    };
-    if hex::encode(Sha256::digest(&data)) != line.sha256 {
-        return Ok(Fetched::Skipped("changed_since_snapshot"));
-    }
-    Ok(match decode_image(&data, limits) {
-        Ok(image) => Fetched::Image(line, image),
-        Err(_) => Fetched::Skipped("undecodable"),
-    })
-}
-
 /// Loads every image of the snapshot. `size` fixes the square input side; `None` takes the
 /// median short side of the first images, clamped to 16..=64. Channels are 1 when those images
 /// are all grey, else 3. `progress` is called with (done, total) as images arrive.
@@ -120,7 +94,7 @@ pub async fn load(
         .map(|line| {
             let (limits, done) = (&limits, done.clone());
             async move {
-                let result = fetch(objects, raw_bucket, line, limits).await;
+                let result = snapshot::fetch_sample(objects, raw_bucket, line, limits).await;
                 progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
                 result
             }
@@ -142,8 +116,8 @@ pub async fn load(
         let next = fetched.next().await;
         let finished = next.is_none();
         match next.transpose()? {
-            Some(Fetched::Image(line, image)) => pending.push((line, image)),
-            Some(Fetched::Skipped(why)) => *data.skipped.entry(why).or_default() += 1,
+            Some(Sample::Image(line, image)) => pending.push((line, image)),
+            Some(Sample::Skipped(why)) => *data.skipped.entry(why).or_default() += 1,
             None => {}
         }
         if data.size == 0 && (pending.len() >= PROBE || finished) {

@@ -295,6 +295,37 @@ pub async fn for_each_line(
     Ok(())
 }
 
+/// One manifest entry fetched for training or evaluation.
+#[derive(Debug)]
+pub enum Sample {
+    Image(ManifestLine, image::DynamicImage),
+    /// Left out, with why: `missing` (the object is gone), `changed_since_snapshot` (its bytes no
+    /// longer have the manifest's sha256), `undecodable`.
+    Skipped(&'static str),
+}
+
+/// Reads a manifest entry's object from `bucket`, checks it against the manifest's sha256 and
+/// decodes it: the trainer and register-model's evaluation see a snapshot the same way.
+pub async fn fetch_sample(
+    objects: &dyn ObjectStore,
+    bucket: &str,
+    line: ManifestLine,
+    limits: &crate::validate::ValidationLimits,
+) -> Result<Sample, ObjectStoreError> {
+    let data = match objects.get(bucket, &line.key, limits.max_bytes).await {
+        Ok(data) => data,
+        Err(ObjectStoreError::NotFound { .. }) => return Ok(Sample::Skipped("missing")),
+        Err(e) => return Err(e),
+    };
+    if hex::encode(Sha256::digest(&data)) != line.sha256 {
+        return Ok(Sample::Skipped("changed_since_snapshot"));
+    }
+    Ok(match crate::validate::decode_image(&data, limits) {
+        Ok(image) => Sample::Image(line, image),
+        Err(_) => Sample::Skipped("undecodable"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
