@@ -154,6 +154,12 @@ impl Table for FaultyTable {
             None => self.inner.add(pk, sk, field, delta).await,
         }
     }
+    async fn add_all(&self, pk: &str, sk: &str, deltas: &[(String, i64)], expires_at: Option<i64>) -> Result<(), TableError> {
+        match self.plan.check("add_all").await {
+            Some(m) => Err(table_fault(m)),
+            None => self.inner.add_all(pk, sk, deltas, expires_at).await,
+        }
+    }
     async fn delete(&self, pk: &str, sk: &str) -> Result<(), TableError> {
         match self.plan.check("delete").await {
             Some(m) => Err(table_fault(m)),

@@ -58,7 +58,7 @@ fn app(stack: &LocalStack, api_key: Option<&str>, alias_check: Duration, max_bod
     config.api_key = api_key.map(str::to_owned);
     config.alias_check = alias_check;
     config.max_body_bytes = max_body;
-    cvops_infer::router(models, config)
+    cvops_infer::router(models, config, None)
 }
 
 async fn call(
@@ -191,4 +191,104 @@ async fn http_scores_equal_the_registered_evaluation_and_a_promotion_is_picked_u
     registry::rollback(stack.table.as_ref(), "digits", "2026-11-27T12:01:00Z").await.unwrap();
     let (_, answer) = call(&app, "POST", "/v1/models/digits/predict", Some("image/png"), None, a_digit()).await;
     assert_eq!(answer["version"].as_u64(), Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_request_feeds_its_versions_hourly_aggregate_and_low_confidence_inputs_are_kept() {
+    use cvops_core::monitoring::{self, LOW_CONFIDENCE};
+    use cvops_core::ports::ObjectStoreExt;
+    use cvops_core::stats::ImageStats;
+
+    let (stack, _) = stack_with_model().await;
+    let models = Arc::new(Models::new(stack.table.clone(), stack.objects.clone(), MODELS.into(), Duration::from_secs(60)));
+    let feed =
+        Arc::new(cvops_infer::Feed::new(stack.table.clone(), stack.objects.clone(), stack.clock.clone(), Some(STORE.into()), 1));
+    let app = cvops_infer::router(models, InferConfig::new(MODELS), Some(feed.clone()));
+
+    let mut images: Vec<std::path::PathBuf> = walk_pngs(&cvops_tests::local::digits_dir().join("test"));
+    images.truncate(60);
+    let mut expected = monitoring::Aggregate::default();
+    let mut low_confidence = 0;
+    for path in &images {
+        let bytes = std::fs::read(path).unwrap();
+        let (status, body) =
+            call(&app, "POST", "/v1/models/digits/predict?top_k=1", Some("image/png"), None, bytes.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let score = body["predictions"][0]["score"].as_f64().unwrap();
+        low_confidence += usize::from(score < LOW_CONFIDENCE);
+        let decoded = image::load_from_memory(&bytes).unwrap();
+        let stats = ImageStats::of(&decoded.to_luma8());
+        expected.features.brightness.add(stats.brightness);
+        expected.features.sharpness.add(stats.sharpness);
+    }
+    for _ in 0..3 {
+        let (status, _) =
+            call(&app, "POST", "/v1/models/digits/predict", Some("image/png"), None, b"\x89PNG\r\n\x1a\nbroken".to_vec()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    // Requests that reach no version (an unknown model) belong to no aggregate.
+    call(&app, "POST", "/v1/models/nope/predict", Some("image/png"), None, a_digit()).await;
+    assert!(feed.flush().await.unwrap() >= 1, "the pending aggregate is written");
+
+    let table = stack.table.as_ref();
+    assert_eq!(monitoring::versions_served(table, "digits", "", "9").await.unwrap(), vec![1], "the index names v1");
+    let hours: Vec<String> = cvops_core::ports::TableExt::query_all(table, &monitoring::index_pk("digits"), "")
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|item| item.str_attr("hour").map(str::to_owned))
+        .collect();
+    let window = monitoring::read_window(table, "digits", 1, &hours).await.unwrap();
+    let n = images.len() as u64;
+    assert_eq!((window.requests, window.errors), (n + 3, 3), "every request to v1 counts, failures as errors");
+    assert_eq!(window.classes.values().sum::<u64>(), n, "one predicted class per answered request");
+    assert_eq!(window.latency.total(), n + 3);
+    assert_eq!(window.confidence.total(), n);
+    assert_eq!(window.low_confidence, low_confidence as u64);
+    assert_eq!(window.features.brightness, expected.features.brightness, "the same statistics ingest records");
+    assert_eq!(window.features.sharpness, expected.features.sharpness);
+    assert_eq!(window.features.width.total(), n);
+
+    // A second flush lands on another shard and is summed with the first.
+    for path in images.iter().take(5) {
+        call(&app, "POST", "/v1/models/digits/predict", Some("image/png"), None, std::fs::read(path).unwrap()).await;
+    }
+    feed.flush().await.unwrap();
+    let window = monitoring::read_window(table, "digits", 1, &hours).await.unwrap();
+    assert_eq!(window.requests, n + 8);
+
+    // Low-confidence inputs (sampling every one here) are in the store bucket with their scores.
+    let mut kept = Vec::new();
+    for _ in 0..50 {
+        kept = stack.objects.list_all(STORE, "review/digits/v1/").await.unwrap();
+        if kept.len() >= 2 * low_confidence {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let sidecars: Vec<_> = kept.iter().filter(|o| o.key.ends_with(".json")).collect();
+    let pictures: Vec<_> = kept.iter().filter(|o| o.key.ends_with(".png")).collect();
+    assert!(low_confidence == 0 || !sidecars.is_empty(), "{low_confidence} low-confidence answers, none kept");
+    assert_eq!(sidecars.len(), pictures.len(), "every sidecar has its image");
+    for sidecar in sidecars {
+        let body: Value = serde_json::from_slice(&stack.objects.get(STORE, &sidecar.key, 1 << 20).await.unwrap()).unwrap();
+        assert!(body["predictions"][0]["score"].as_f64().unwrap() < LOW_CONFIDENCE, "{body}");
+    }
+}
+
+fn walk_pngs(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "png") {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
 }

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use cvops_infer::{InferConfig, Models};
+use cvops_infer::{Feed, InferConfig, Models};
 
-use crate::platform::{LocalPlatform, MODELS_BUCKET};
+use crate::platform::{LocalPlatform, MODELS_BUCKET, STORE_BUCKET};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -32,24 +32,61 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         bail!("set an API key with --api-key or CVOPS_API_KEY, or pass --no-auth to serve without one");
     }
     let (platform, _) = LocalPlatform::open(data_dir, LocalPlatform::ingest_config_from_env()?)?;
-    let mut config = InferConfig::from_lookup(|name| match name {
-        "CVOPS_MODELS_BUCKET" => Some(MODELS_BUCKET.to_owned()),
-        other => std::env::var(other).ok(),
-    })
-    .map_err(anyhow::Error::msg)?;
-    config.api_key = args.api_key.clone();
-    config.alias_check = Duration::from_secs_f64(args.alias_check.max(0.0));
-    let models =
-        Arc::new(Models::new(platform.table.clone(), platform.objects.clone(), MODELS_BUCKET.into(), config.alias_check));
+    let endpoint = Endpoint::new(&platform, args.api_key.clone(), Duration::from_secs_f64(args.alias_check.max(0.0)))?;
     let listener = tokio::net::TcpListener::bind(&args.addr).await.with_context(|| format!("cannot listen on {}", args.addr))?;
     println!(
         "serving http://{} (POST /v1/models/{{name}}/predict, GET /v1/models, GET /healthz); Ctrl-C stops",
         listener.local_addr()?
     );
-    axum::serve(listener, cvops_infer::router(models, config))
-        .with_graceful_shutdown(async {
+    endpoint
+        .serve(listener, async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The endpoint over the local platform: the router the infer Lambda runs, and its monitoring
+/// feed into the local table.
+pub struct Endpoint {
+    pub router: axum::Router,
+    pub feed: Arc<Feed>,
+    flush_every: Duration,
+}
+
+impl Endpoint {
+    pub fn new(platform: &LocalPlatform, api_key: Option<String>, alias_check: Duration) -> anyhow::Result<Self> {
+        let mut config = InferConfig::from_lookup(|name| match name {
+            "CVOPS_MODELS_BUCKET" => Some(MODELS_BUCKET.to_owned()),
+            "CVOPS_STORE_BUCKET" => Some(STORE_BUCKET.to_owned()),
+            other => std::env::var(other).ok(),
+        })
+        .map_err(anyhow::Error::msg)?;
+        config.api_key = api_key;
+        config.alias_check = alias_check;
+        let models =
+            Arc::new(Models::new(platform.table.clone(), platform.objects.clone(), MODELS_BUCKET.into(), config.alias_check));
+        let feed = Arc::new(Feed::new(
+            platform.table.clone(),
+            platform.objects.clone(),
+            platform.clock.clone(),
+            config.review_bucket.clone(),
+            config.review_sample_every,
+        ));
+        let flush_every = config.monitor_flush;
+        Ok(Self { router: cvops_infer::router(models, config, Some(feed.clone())), feed, flush_every })
+    }
+
+    /// Serves until `shutdown` completes, then writes the last monitoring counters.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let flusher = self.feed.spawn_flusher(self.flush_every);
+        axum::serve(listener, self.router).with_graceful_shutdown(shutdown).await?;
+        flusher.abort();
+        self.feed.flush().await.context("writing the last monitoring counters")?;
+        Ok(())
+    }
 }

@@ -5,6 +5,9 @@
 //! - [`models`]: versions loaded once (sha256 checked against the registry, tract-optimised for
 //!   the card's input), the production alias re-read at most every few seconds, a promoted
 //!   version swapped in without a restart;
+//! - [`feed`]: each request added to its version's hourly monitoring aggregate in memory,
+//!   flushed to the table with atomic counter updates on a timer; low-confidence inputs sampled
+//!   for review;
 //! - [`config`]: the body limit, the alias check interval, the local API key.
 //!
 //! On AWS `main.rs` serves the router through `lambda_http` behind a function URL with AWS_IAM
@@ -12,10 +15,12 @@
 
 pub mod config;
 pub mod error;
+pub mod feed;
 pub mod models;
 pub mod routes;
 
 pub use config::InferConfig;
 pub use error::ApiError;
+pub use feed::Feed;
 pub use models::Models;
 pub use routes::router;

@@ -17,14 +17,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
+use cvops_core::monitoring::{InputFeatures, Observation};
 use cvops_core::preprocess::{preprocess, softmax};
 use cvops_core::registry::{self, VersionStatus};
+use cvops_core::stats::ImageStats;
 use cvops_core::validate::{decode_image, ValidationLimits};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::config::InferConfig;
 use crate::error::ApiError;
+use crate::feed::Feed;
 use crate::models::{Models, Served};
 
 const DEFAULT_TOP_K: usize = 5;
@@ -33,11 +36,12 @@ const DEFAULT_TOP_K: usize = 5;
 struct AppState {
     models: Arc<Models>,
     config: Arc<InferConfig>,
+    feed: Option<Arc<Feed>>,
 }
 
-/// The endpoint's router over `models`.
-pub fn router(models: Arc<Models>, config: InferConfig) -> Router {
-    let state = AppState { models, config: Arc::new(config) };
+/// The endpoint's router over `models`, feeding `feed` (monitoring) when given.
+pub fn router(models: Arc<Models>, config: InferConfig, feed: Option<Arc<Feed>>) -> Router {
+    let state = AppState { models, config: Arc::new(config), feed };
     let api = Router::new()
         .route("/v1/models", get(list_models))
         .route("/v1/models/{name}", get(describe_model))
@@ -123,8 +127,22 @@ fn millis(since: Instant) -> f64 {
     (since.elapsed().as_secs_f64() * 1e6).round() / 1e3
 }
 
+/// A prediction with what the monitoring feed keeps of it.
+struct Classified {
+    answer: Value,
+    /// (class index, score), best first, the top `top_k`.
+    ranked: Vec<(usize, f32)>,
+    features: Option<InputFeatures>,
+}
+
 /// Decode, preprocess, infer: CPU work, off the async threads.
-fn classify(served: &Served, image: &[u8], top_k: usize, limits: &ValidationLimits) -> Result<Value, ApiError> {
+fn classify(
+    served: &Served,
+    image: &[u8],
+    top_k: usize,
+    limits: &ValidationLimits,
+    monitored: bool,
+) -> Result<Classified, ApiError> {
     let started = Instant::now();
     let decoded = decode_image(image, limits).map_err(|rejection| ApiError {
         status: StatusCode::UNPROCESSABLE_ENTITY,
@@ -133,6 +151,11 @@ fn classify(served: &Served, image: &[u8], top_k: usize, limits: &ValidationLimi
         reason: Some(rejection.reason.as_str()),
     })?;
     let decode = millis(started);
+    // The same statistics ingest records, so the monitor compares like with like.
+    let features = monitored.then(|| {
+        let stats = ImageStats::of(&decoded.to_luma8());
+        InputFeatures::of(&stats, decoded.width(), decoded.height())
+    });
     let stage = Instant::now();
     let input = preprocess(&decoded, served.model.spec());
     let preprocess_ms = millis(stage);
@@ -142,14 +165,16 @@ fn classify(served: &Served, image: &[u8], top_k: usize, limits: &ValidationLimi
     let scores = softmax(&logits);
     let mut order: Vec<usize> = (0..scores.len()).collect();
     order.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]));
+    let ranked: Vec<(usize, f32)> = order.into_iter().take(top_k).map(|i| (i, scores[i])).collect();
     let predictions: Vec<Value> =
-        order.into_iter().take(top_k).map(|i| json!({"label": served.record.labels[i], "score": scores[i]})).collect();
-    Ok(json!({
+        ranked.iter().map(|&(i, score)| json!({"label": served.record.labels[i], "score": score})).collect();
+    let answer = json!({
         "model": served.record.model,
         "version": served.record.version,
         "predictions": predictions,
         "timings_ms": {"decode": decode, "preprocess": preprocess_ms, "infer": infer, "total": millis(started)},
-    }))
+    });
+    Ok(Classified { answer, ranked, features })
 }
 
 async fn predict(
@@ -159,6 +184,7 @@ async fn predict(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
+    let received = Instant::now();
     let limit = state.config.max_body_bytes;
     let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
         ApiError::new(
@@ -171,10 +197,28 @@ async fn predict(
     let image = image_bytes(&headers, body)?;
     let served = state.models.resolve(&name, pinned).await?;
     let limits = ValidationLimits { max_bytes: limit as u64, ..ValidationLimits::default() };
-    let answer = tokio::task::spawn_blocking(move || classify(&served, &image, top_k, &limits))
+    let monitored = state.feed.is_some();
+    let (for_worker, image_for_worker) = (served.clone(), image.clone());
+    let result = tokio::task::spawn_blocking(move || classify(&for_worker, &image_for_worker, top_k, &limits, monitored))
         .await
-        .map_err(|e| ApiError::internal(format!("the prediction did not finish: {e}")))??;
-    Ok(Json(answer))
+        .map_err(|e| ApiError::internal(format!("the prediction did not finish: {e}")))
+        .and_then(|r| r);
+    if let Some(feed) = &state.feed {
+        let (model, version) = (&served.record.model, served.record.version);
+        let observation = Observation {
+            latency_ms: received.elapsed().as_secs_f64() * 1e3,
+            error: result.is_err(),
+            prediction: result.as_ref().ok().and_then(|c| c.ranked.first()).map(|&(i, s)| (i, f64::from(s))),
+            features: result.as_ref().ok().and_then(|c| c.features),
+        };
+        feed.record(model, version, &observation);
+        if let Ok(classified) = &result {
+            let scores: Vec<(String, f32)> =
+                classified.ranked.iter().map(|&(i, s)| (served.record.labels[i].clone(), s)).collect();
+            feed.maybe_sample(model, version, &image, &scores);
+        }
+    }
+    Ok(Json(result?.answer))
 }
 
 async fn list_models(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {

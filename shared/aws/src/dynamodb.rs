@@ -257,6 +257,39 @@ impl Table for DynamoTable {
         )
     }
 
+    async fn add_all(&self, pk: &str, sk: &str, deltas: &[(String, i64)], expires_at: Option<i64>) -> Result<(), TableError> {
+        if let Some((field, _)) = deltas.iter().find(|(field, _)| RESERVED.contains(&field.as_str())) {
+            return Err(TableError::Malformed { pk: pk.into(), sk: sk.into(), why: format!("counter name {field} is reserved") });
+        }
+        if deltas.is_empty() {
+            return Ok(());
+        }
+        // Placeholders (#f0, :d0, ...) keep any field name legal in the expression.
+        let clauses: Vec<String> = (0..deltas.len()).map(|i| format!("#f{i} :d{i}")).collect();
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, AttributeValue::S(pk.to_owned()))
+            .key(SK, AttributeValue::S(sk.to_owned()))
+            .update_expression(format!("ADD {}, #version :one", clauses.join(", ")))
+            .expression_attribute_names("#version", VERSION)
+            .expression_attribute_values(":one", number(1));
+        if let Some(at) = expires_at {
+            update = update
+                .update_expression(format!("ADD {}, #version :one SET #ttl = :ttl", clauses.join(", ")))
+                .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+                .expression_attribute_values(":ttl", number(at));
+        }
+        for (i, (field, delta)) in deltas.iter().enumerate() {
+            update = update
+                .expression_attribute_names(format!("#f{i}"), field)
+                .expression_attribute_values(format!(":d{i}"), number(*delta));
+        }
+        update.send().await.map_err(|e| backend("UpdateItem", e))?;
+        Ok(())
+    }
+
     async fn delete(&self, pk: &str, sk: &str) -> Result<(), TableError> {
         self.client
             .delete_item()

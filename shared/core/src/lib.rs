@@ -10,6 +10,7 @@
 //! - [`snapshot`]: immutable, content-addressed dataset snapshots with their feature baseline.
 //! - [`preprocess`], [`model_card`], [`metrics`], [`registry`]: what the trainer, register-model and
 //!   the endpoint agree on: one preprocessing, one card format, one way to count, one registry.
+//! - [`monitoring`]: the hourly per-version aggregates the endpoint feeds and the monitor reads.
 //! - [`clock`]: time as a port, so expiry and ordering can be tested.
 //!
 //! Why the validator lives here and not in the ingest function: the CLI's `validate` command and
@@ -20,6 +21,7 @@ pub mod clock;
 pub mod key;
 pub mod metrics;
 pub mod model_card;
+pub mod monitoring;
 pub mod ports;
 pub mod preprocess;
 pub mod reason;

@@ -58,12 +58,52 @@ impl Histogram {
         Self { scale, low, high, counts: vec![0; bins] }
     }
 
-    pub fn bin(&self, value: f64) -> usize {
-        let scaled = match self.scale {
+    /// The value on the histogram's scale.
+    pub fn scaled(&self, value: f64) -> f64 {
+        match self.scale {
             Scale::Linear => value,
             Scale::Log2 => value.max(1.0).log2(),
             Scale::Log10OnePlus => value.max(0.0).ln_1p() / std::f64::consts::LN_10,
-        };
+        }
+    }
+
+    /// The inverse of [`Histogram::scaled`].
+    pub fn unscaled(&self, scaled: f64) -> f64 {
+        match self.scale {
+            Scale::Linear => scaled,
+            Scale::Log2 => scaled.exp2(),
+            Scale::Log10OnePlus => 10f64.powf(scaled) - 1.0,
+        }
+    }
+
+    /// The centre of each bin, on the histogram's scale.
+    pub fn centres(&self) -> Vec<f64> {
+        let width = (self.high - self.low) / self.counts.len() as f64;
+        (0..self.counts.len()).map(|i| self.low + (i as f64 + 0.5) * width).collect()
+    }
+
+    /// The `q`-quantile (0 to 1), interpolated inside its bin and mapped back to the value's
+    /// units; `None` when empty. Exact to a bin's width.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let total = self.total();
+        if total == 0 {
+            return None;
+        }
+        let width = (self.high - self.low) / self.counts.len() as f64;
+        let target = q.clamp(0.0, 1.0) * total as f64;
+        let mut below = 0u64;
+        for (i, &count) in self.counts.iter().enumerate() {
+            if count > 0 && (below + count) as f64 >= target {
+                let inside = ((target - below as f64) / count as f64).clamp(0.0, 1.0);
+                return Some(self.unscaled(self.low + (i as f64 + inside) * width));
+            }
+            below += count;
+        }
+        Some(self.unscaled(self.high))
+    }
+
+    pub fn bin(&self, value: f64) -> usize {
+        let scaled = self.scaled(value);
         let position = (scaled - self.low) / (self.high - self.low) * self.counts.len() as f64;
         (position.max(0.0) as usize).min(self.counts.len() - 1)
     }

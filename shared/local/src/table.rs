@@ -180,6 +180,29 @@ impl Table for SqliteTable {
         Ok(value)
     }
 
+    async fn add_all(&self, pk: &str, sk: &str, deltas: &[(String, i64)], expires_at: Option<i64>) -> Result<(), TableError> {
+        if let Some((field, _)) = deltas.iter().find(|(field, _)| RESERVED_ATTRIBUTES.contains(&field.as_str())) {
+            return Err(malformed(pk, sk, format!("counter name {field} is reserved")));
+        }
+        let mut conn = self.conn.lock().expect("table connection poisoned");
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(table_error)?;
+        let mut item = live_item(&tx, pk, sk, self.now_secs())?.unwrap_or_else(|| Item::new(pk, sk));
+        for (field, delta) in deltas {
+            let current = match item.attrs.get(field) {
+                None => 0,
+                Some(value) => value.as_i64().ok_or_else(|| malformed(pk, sk, format!("counter {field} is not an integer")))?,
+            };
+            let value = current.checked_add(*delta).ok_or_else(|| malformed(pk, sk, format!("counter {field} overflows")))?;
+            item.attrs.insert(field.clone(), value.into());
+        }
+        if expires_at.is_some() {
+            item.expires_at = expires_at;
+        }
+        upsert(&tx, &item, item.version + 1)?;
+        tx.commit().map_err(table_error)?;
+        Ok(())
+    }
+
     async fn delete(&self, pk: &str, sk: &str) -> Result<(), TableError> {
         let conn = self.conn.lock().expect("table connection poisoned");
         conn.execute("DELETE FROM items WHERE pk = ?1 AND sk = ?2", params![pk, sk]).map_err(table_error)?;

@@ -60,6 +60,21 @@ pub async fn table(table: &dyn Table, clock: &dyn Clock, ns: &str) {
         result.expect("concurrent add");
     }
     assert_eq!(table.get(&pk, "counter").await.unwrap().unwrap().i64_attr("hits"), Some(23), "no add is lost");
+    // Many counters of one item in one atomic update, concurrently too.
+    let deltas: Vec<(String, i64)> = vec![("hits".into(), 2), ("bin_03".into(), 1), ("bin_07".into(), 4)];
+    let flushes = (0..5).map(|_| table.add_all(&pk, "counter", &deltas, None));
+    for result in futures::future::join_all(flushes).await {
+        result.expect("add_all");
+    }
+    let counter = table.get(&pk, "counter").await.unwrap().unwrap();
+    assert_eq!(
+        (counter.i64_attr("hits"), counter.i64_attr("bin_03"), counter.i64_attr("bin_07"), counter.i64_attr("misses")),
+        (Some(33), Some(5), Some(20), Some(1)),
+        "every delta of every add_all counts; other fields are kept"
+    );
+    let refused = table.add_all(&pk, "counter", &[("ok".into(), 1), ("version".into(), 1)], None).await;
+    assert!(matches!(refused, Err(TableError::Malformed { .. })), "a reserved counter name is refused, got {refused:?}");
+    assert_eq!(table.get(&pk, "counter").await.unwrap().unwrap().i64_attr("ok"), None, "a refused add_all adds nothing");
 
     // Query by partition and sort-key prefix, in order, with a cursor.
     let qpk = format!("{ns}#Q");
@@ -86,6 +101,9 @@ pub async fn table(table: &dyn Table, clock: &dyn Clock, ns: &str) {
     assert!(table.get(&pk, "fresh").await.unwrap().is_some(), "an item before its expiry is returned");
     assert!(table.query_all(&pk, "").await.unwrap().iter().all(|i| i.sk != "expired"), "query skips expired items");
     table.put_if_absent(Item::new(&pk, "expired").with("reborn", true)).await.expect("an expired item counts as absent");
+    table.add_all(&pk, "expiring-counter", &[("hits".into(), 1)], Some(now + 3600)).await.expect("add_all with an expiry");
+    let counter = table.get(&pk, "expiring-counter").await.unwrap().expect("the counter is there");
+    assert_eq!((counter.i64_attr("hits"), counter.expires_at), (Some(1), Some(now + 3600)), "add_all sets the expiry");
 
     // delete, idempotently.
     table.delete(&pk, "a").await.expect("delete");

@@ -137,6 +137,12 @@ pub trait Table: Send + Sync + Debug {
     /// (from 0) if absent; returns the new value.
     async fn add(&self, pk: &str, sk: &str, field: &str, delta: i64) -> Result<i64, TableError>;
 
+    /// Adds every `(field, delta)` to one item in one atomic update (DynamoDB's `ADD a :x, b :y`),
+    /// creating the item and the fields (from 0) if absent. What a monitoring flush uses: one
+    /// write for a whole histogram instead of one per bin. `expires_at`, when given, becomes the
+    /// item's expiry.
+    async fn add_all(&self, pk: &str, sk: &str, deltas: &[(String, i64)], expires_at: Option<i64>) -> Result<(), TableError>;
+
     /// Deleting an absent item succeeds.
     async fn delete(&self, pk: &str, sk: &str) -> Result<(), TableError>;
 }

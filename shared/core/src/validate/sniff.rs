@@ -29,6 +29,11 @@ impl Format {
         }
     }
 
+    /// The format the leading bytes announce, if any.
+    pub fn detect(data: &[u8]) -> Option<Self> {
+        sniff(data).ok()
+    }
+
     pub(super) fn image_format(self) -> ImageFormat {
         match self {
             Format::Jpeg => ImageFormat::Jpeg,
