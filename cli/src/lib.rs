@@ -12,6 +12,7 @@
 //! This crate is the only place that picks the local adapters.
 
 pub mod commands;
+pub mod http;
 pub mod platform;
 pub mod queues;
 pub mod router;

@@ -26,6 +26,9 @@ fn the_demo_uploads_both_sample_sets_and_prints_the_health_summary() {
     assert!(text.contains("epoch   3/3"), "{text}");
     assert!(text.contains("digits v1: test accuracy"), "{text}");
     assert!(text.contains("predicted ->"), "the confusion matrix: {text}");
+    // It served the model over HTTP and sent every test digit through it.
+    assert!(text.contains("the test digits: 500 requests, 500 answered"), "{text}");
+    assert!(text.contains("latency as the client sees it: p50"), "{text}");
 
     // The catalog commands read what the demo wrote.
     let datasets = cvops(&data).args(["datasets", "--json"]).output().unwrap();

@@ -1,16 +1,22 @@
 //! `cvops demo`: the tour a newcomer takes first. A fresh platform, the digits sample set and the
 //! bad files uploaded through the same path an S3 upload takes, the dataset's health, then a model
-//! trained, registered and promoted as `cvops train --wait` does it, and its evaluation.
+//! trained, registered and promoted as `cvops train --wait` does it, and its evaluation; then the
+//! model served over HTTP, with the test digits sent through it.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use cvops_core::key::DatasetName;
+use cvops_core::registry;
 
 use super::catalog::records;
 use super::health::DatasetHealth;
+use super::serve::Endpoint;
+use super::traffic;
 use super::train;
+use crate::http::HttpClient;
 use super::upload::upload_dir;
 use crate::platform::{LocalPlatform, STORE_BUCKET};
 
@@ -74,10 +80,35 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         }
     }
 
+    println!("\n6. serve the production model over HTTP (the router the infer Lambda runs) and send it the test digits");
+    let endpoint = Endpoint::new(&platform, None, Duration::from_secs(2))?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("no local port to serve on")?;
+    let address = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(endpoint.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    println!("  serving http://{address}");
+    let client = HttpClient::new(format!("http://{address}"), None);
+    let test_images = traffic::labelled_images(&digits.join("test"))?;
+    // A short demo run can miss the promotion floor: then the newest version is served, pinned.
+    let pinned = match registry::production(platform.table.as_ref(), "digits").await? {
+        Some(_) => None,
+        None => {
+            let newest = versions.iter().map(|v| v.version).max().context("the run registered no version")?;
+            println!("  (no production version: the requests pin v{newest} with ?version={newest})");
+            Some(newest)
+        }
+    };
+    traffic::send(&client, "digits", pinned, &test_images, Ok).await?.print("the test digits");
+    let _ = stop.send(());
+    server.await.context("the endpoint stopped unexpectedly")??;
+
     let dir = data_dir.display();
     println!("\nNext:");
     println!("  cvops --data-dir {dir} models                                       # versions, stage, accuracy, lineage");
     println!("  cvops --data-dir {dir} runs");
+    println!("  cvops --data-dir {dir} serve --no-auth                              # then POST an image to /v1/models/digits/predict");
     println!(
         "  cvops --data-dir {dir} train --dataset digits --epochs 5 --wait     # another run; promoted only if it is as good"
     );

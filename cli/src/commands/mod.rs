@@ -6,6 +6,7 @@ pub mod health;
 pub mod models;
 pub mod serve;
 pub mod snapshot;
+pub mod traffic;
 pub mod train;
 pub mod upload;
 pub mod validate;

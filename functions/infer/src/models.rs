@@ -115,6 +115,7 @@ impl Models {
         let (Some(artifact), Some(input)) = (&record.artifact, &record.input) else {
             return Err(ApiError::internal(format!("model {model} v{version} has no artifact recorded")));
         };
+        let started = Instant::now();
         let bytes = self.objects.get(&self.bucket, &artifact.key, 1 << 30).await.map_err(|e| {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "model_unavailable", format!("cannot read {}: {e}", artifact.key))
         })?;
@@ -127,6 +128,8 @@ impl Models {
         }
         let loaded = LoadedModel::load(&bytes, input, record.labels.len())
             .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "model_unavailable", e.to_string()))?;
+        let load_ms = started.elapsed().as_secs_f64() * 1e3;
+        tracing::info!(model, version, load_ms, bytes = bytes.len(), "model loaded (fetched, sha256 checked, optimised)");
         Ok(Served { record, model: loaded })
     }
 
