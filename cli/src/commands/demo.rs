@@ -16,8 +16,8 @@ use super::health::DatasetHealth;
 use super::serve::Endpoint;
 use super::traffic;
 use super::train;
-use crate::http::HttpClient;
 use super::upload::upload_dir;
+use crate::http::HttpClient;
 use crate::platform::{LocalPlatform, STORE_BUCKET};
 
 /// Marks a data directory the demo made, so it only ever wipes its own.
@@ -108,7 +108,9 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     println!("\nNext:");
     println!("  cvops --data-dir {dir} models                                       # versions, stage, accuracy, lineage");
     println!("  cvops --data-dir {dir} runs");
-    println!("  cvops --data-dir {dir} serve --no-auth                              # then POST an image to /v1/models/digits/predict");
+    println!(
+        "  cvops --data-dir {dir} serve --no-auth                              # then POST an image to /v1/models/digits/predict"
+    );
     println!(
         "  cvops --data-dir {dir} train --dataset digits --epochs 5 --wait     # another run; promoted only if it is as good"
     );

@@ -85,6 +85,8 @@ pub async fn models(data_dir: &Path, args: ModelsArgs) -> anyhow::Result<ExitCod
                     "lineage": version.lineage,
                     "gate": version.gate,
                     "artifact": version.artifact,
+                    "input": version.input,
+                    "labels": version.labels,
                     "reason_code": version.reason_code,
                     "reason": version.reason,
                     "registered_at": version.registered_at,

@@ -74,7 +74,8 @@ impl Endpoint {
             config.review_sample_every,
         ));
         let flush_every = config.monitor_flush;
-        Ok(Self { router: cvops_infer::router(models, config, Some(feed.clone())), feed, flush_every })
+        let fed = config.monitoring.then(|| feed.clone());
+        Ok(Self { router: cvops_infer::router(models, config, fed), feed, flush_every })
     }
 
     /// Serves until `shutdown` completes, then writes the last monitoring counters.

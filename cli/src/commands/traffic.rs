@@ -45,7 +45,10 @@ impl TrafficReport {
             self.sent as f64 / self.seconds.max(1e-9)
         );
         if let Some(l) = self.latency {
-            println!("  latency as the client sees it: p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms", l.p50, l.p95, l.p99, l.max);
+            println!(
+                "  latency as the client sees it: p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                l.p50, l.p95, l.p99, l.max
+            );
         }
     }
 }

@@ -25,6 +25,9 @@ pub struct InferConfig {
     pub review_bucket: Option<String>,
     /// `CVOPS_REVIEW_SAMPLE_EVERY`.
     pub review_sample_every: u64,
+    /// The monitoring feed (`CVOPS_MONITORING`, `on` or `off`; on by default). Off is for
+    /// measuring what it costs.
+    pub monitoring: bool,
 }
 
 impl InferConfig {
@@ -37,11 +40,13 @@ impl InferConfig {
             monitor_flush: DEFAULT_MONITOR_FLUSH,
             review_bucket: None,
             review_sample_every: DEFAULT_REVIEW_SAMPLE_EVERY,
+            monitoring: true,
         }
     }
 
     /// `CVOPS_MODELS_BUCKET`, and the optional `CVOPS_MAX_BODY_BYTES`, `CVOPS_ALIAS_CHECK_SECONDS`,
-    /// `CVOPS_MONITOR_FLUSH_SECONDS`, `CVOPS_STORE_BUCKET` and `CVOPS_REVIEW_SAMPLE_EVERY`.
+    /// `CVOPS_MONITOR_FLUSH_SECONDS`, `CVOPS_STORE_BUCKET`, `CVOPS_REVIEW_SAMPLE_EVERY` and
+    /// `CVOPS_MONITORING`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let bucket = lookup("CVOPS_MODELS_BUCKET").filter(|b| !b.is_empty()).ok_or("CVOPS_MODELS_BUCKET is not set")?;
         let mut config = Self::new(bucket);
@@ -69,6 +74,11 @@ impl InferConfig {
                 .filter(|n| *n > 0)
                 .ok_or_else(|| format!("CVOPS_REVIEW_SAMPLE_EVERY is {text:?}; give a positive whole number"))?;
         }
+        config.monitoring = match lookup("CVOPS_MONITORING").as_deref() {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(other) => return Err(format!("CVOPS_MONITORING is {other:?}; give on or off")),
+        };
         Ok(config)
     }
 }

@@ -21,6 +21,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     let models = Arc::new(Models::new(table.clone(), objects.clone(), config.models_bucket.clone(), config.alias_check));
     let feed =
         Arc::new(Feed::new(table, objects, Arc::new(SystemClock), config.review_bucket.clone(), config.review_sample_every));
+    let fed = config.monitoring.then(|| feed.clone());
     feed.spawn_flusher(config.monitor_flush);
     let last_flush = feed.clone();
     lambda_runtime::spawn_graceful_shutdown_handler(move || async move {
@@ -29,5 +30,5 @@ async fn main() -> Result<(), lambda_http::Error> {
         }
     })
     .await;
-    lambda_http::run(cvops_infer::router(models, config, Some(feed))).await
+    lambda_http::run(cvops_infer::router(models, config, fed)).await
 }
