@@ -106,7 +106,7 @@ def main():
         finally:
             process.terminate()
             _, err = process.communicate(timeout=10)
-        loaded = re.search(r"load_ms=([\d.]+)", err or "")
+        loaded = re.search(r"load_ms=([\d.]+)", re.sub(r"\x1b\[[0-9;]*m", "", err or ""))
         results[name] = {"cold_start_ms": cold * 1e3, "model_load_ms": float(loaded[1]) if loaded else None, "runs": runs}
 
     print(f"Machine: {machine()}; model: digits v{version['version']} ({version['input']['width']}x{version['input']['height']}, "

@@ -9,6 +9,7 @@
 //! <data-dir>/jobs/             job logs
 //! ```
 
+use cvops_monitor::{Monitor, MonitorConfig};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -43,6 +44,7 @@ pub struct LocalPlatform {
     pub ingest: Ingest,
     pub dispatch: Dispatch,
     pub register: Register,
+    pub monitor: Monitor,
 }
 
 /// The hidden subcommand a local training job runs (`cvops <JOB_SUBCOMMAND>`), with the
@@ -85,7 +87,15 @@ impl LocalPlatform {
             clock.clone(),
             Self::register_config_from_env()?,
         );
-        let platform = Self { data_dir: data_dir.to_owned(), objects, table, queue, clock, jobs, ingest, dispatch, register };
+        let monitor = Monitor::new(
+            table.clone() as Arc<dyn Table>,
+            objects.clone() as Arc<dyn ObjectStore>,
+            queue.clone() as Arc<dyn Queue>,
+            clock.clone(),
+            Self::monitor_config_from_env()?,
+        );
+        let platform =
+            Self { data_dir: data_dir.to_owned(), objects, table, queue, clock, jobs, ingest, dispatch, register, monitor };
         Ok((platform, events))
     }
 
@@ -116,6 +126,17 @@ impl LocalPlatform {
             "CVOPS_MODELS_BUCKET" => Some(MODELS_BUCKET.to_owned()),
             other => std::env::var(other).ok(),
         })?)
+    }
+
+    /// The monitor's configuration: the local store bucket and training queue, the window and the
+    /// retraining rule from the same environment variables the Lambda reads.
+    pub fn monitor_config_from_env() -> anyhow::Result<MonitorConfig> {
+        MonitorConfig::from_lookup(|name| match name {
+            "CVOPS_STORE_BUCKET" => Some(STORE_BUCKET.to_owned()),
+            "CVOPS_TRAINING_QUEUE_URL" => Some(TRAINING_QUEUE.to_owned()),
+            other => std::env::var(other).ok(),
+        })
+        .map_err(anyhow::Error::msg)
     }
 
     /// The ingest configuration of the local platform, with limits from the same environment

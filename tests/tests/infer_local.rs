@@ -292,3 +292,120 @@ fn walk_pngs(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out.sort();
     out
 }
+
+/// The test digits of the sample set, inverted (white background) or as they are.
+fn digits_png(inverted: bool) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for path in walk_pngs(&cvops_tests::local::digits_dir().join("test")).into_iter().take(150) {
+        let mut grey = image::open(&path).unwrap().to_luma8();
+        if inverted {
+            image::imageops::invert(&mut grey);
+        }
+        let mut png = Vec::new();
+        grey.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+        out.push(png);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drifted_traffic_is_flagged_and_asks_for_one_retraining_within_the_cooldown() {
+    use cvops_core::drift::Status;
+    use cvops_core::ports::Queue;
+    use cvops_monitor::{Monitor, MonitorConfig};
+
+    let (stack, _) = stack_with_model().await;
+    let db = cvops_local::open_database(&stack.dir.path().join("queue.sqlite")).unwrap();
+    let queue = Arc::new(cvops_local::SqliteQueue::open(db, stack.clock.clone()).unwrap());
+    queue.create_queue("training", None, 5).unwrap();
+    let mut config = MonitorConfig::new(STORE, "training");
+    config.thresholds.min_requests = 100;
+    let monitor = Monitor::new(stack.table.clone(), stack.objects.clone(), queue.clone(), stack.clock.clone(), config);
+
+    // No traffic yet: production is reported, but not judged.
+    let reports = monitor.run(None).await.unwrap();
+    let digits = reports.iter().find(|r| r.model == "digits").unwrap();
+    assert_eq!(digits.status, Status::InsufficientData);
+    assert!(!digits.retraining.as_ref().unwrap().requested, "no data, no request");
+
+    let models = Arc::new(Models::new(stack.table.clone(), stack.objects.clone(), MODELS.into(), Duration::from_secs(60)));
+    let feed = Arc::new(cvops_infer::Feed::new(stack.table.clone(), stack.objects.clone(), stack.clock.clone(), None, 10));
+    let app = cvops_infer::router(models, InferConfig::new(MODELS), Some(feed.clone()));
+    for png in digits_png(true) {
+        let (status, _) = call(&app, "POST", "/v1/models/digits/predict", Some("image/png"), None, png).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    feed.flush().await.unwrap();
+
+    let reports = monitor.run(Some("digits")).await.unwrap();
+    let report = &reports[0];
+    let v1 = report.versions.iter().find(|v| v.production).unwrap();
+    assert_eq!(v1.assessment.service.requests, 150);
+    assert_eq!(report.status, Status::Drift, "{:#?}", v1.assessment.features);
+    let brightness = v1.assessment.features.iter().find(|f| f.feature == "brightness").unwrap();
+    assert_eq!(brightness.status, Status::Drift);
+    let decision = report.retraining.clone().unwrap();
+    assert!(decision.requested, "{decision:?}");
+    assert_eq!(decision.trigger.as_deref(), Some("drift"));
+    assert!(decision.detail.contains("brightness"), "the request says what drifted: {}", decision.detail);
+
+    // Drift again inside the cooldown: reported, no second request.
+    let again = monitor.run(Some("digits")).await.unwrap();
+    assert_eq!(again[0].status, Status::Drift);
+    let suppressed = again[0].retraining.clone().unwrap();
+    assert!(!suppressed.requested && suppressed.suppressed_until.is_some(), "{suppressed:?}");
+
+    let messages = queue.receive("training", 10, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(messages.len(), 1, "one request for repeated drift inside the cooldown");
+    let body: Value = serde_json::from_str(&messages[0].body).unwrap();
+    assert_eq!((body["dataset"].as_str(), body["model"].as_str()), (Some("digits"), Some("digits")));
+    assert!(body["reason"].as_str().unwrap().starts_with("drift: digits v1 drifted: brightness"), "{body}");
+    // The request is one dispatch-training accepts.
+    let request: cvops_dispatch_training::TrainingRequest = serde_json::from_str(&messages[0].body).unwrap();
+    assert_eq!(request.reason.as_deref(), body["reason"].as_str());
+
+    // The latest report is what `cvops monitor` reads.
+    let latest = cvops_monitor::report::latest(stack.table.as_ref(), Some("digits")).await.unwrap();
+    assert_eq!(latest.len(), 1);
+    assert_eq!(latest[0].status, Status::Drift);
+}
+
+#[tokio::test]
+async fn the_cooldown_expires_and_new_images_trigger_a_retraining_too() {
+    use cvops_core::clock::ManualClock;
+    use cvops_core::ports::Queue;
+    use cvops_monitor::retrain::{decide, RetrainRule, Signals};
+
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::at(1_790_000_000_000));
+    let db = cvops_local::open_database(&dir.path().join("db.sqlite")).unwrap();
+    let table = cvops_local::SqliteTable::open(db.clone(), clock.clone()).unwrap();
+    let queue = cvops_local::SqliteQueue::open(db, clock.clone()).unwrap();
+    queue.create_queue("training", None, 5).unwrap();
+    let rule = RetrainRule { on_drift: true, min_new_images: Some(1000), cooldown_hours: 6.0 };
+    let signals = |drift: bool, new_images: u64| Signals {
+        model: "m".into(),
+        dataset: "d".into(),
+        drift: drift.then(|| "brightness PSI 3.1".to_owned()),
+        new_images,
+    };
+
+    let quiet = decide(&table, &queue, "training", clock.as_ref(), &rule, signals(false, 999)).await.unwrap();
+    assert!(!quiet.requested && quiet.trigger.is_none(), "999 new images is under the rule's 1000");
+    let first = decide(&table, &queue, "training", clock.as_ref(), &rule, signals(false, 1000)).await.unwrap();
+    assert_eq!((first.requested, first.trigger.as_deref()), (true, Some("new_data")));
+    for _ in 0..5 {
+        clock.advance_millis(3_600_000);
+        let storm = decide(&table, &queue, "training", clock.as_ref(), &rule, signals(true, 5000)).await.unwrap();
+        assert!(!storm.requested, "inside the 6 h cooldown");
+    }
+    clock.advance_millis(3_600_000 + 1);
+    let after = decide(&table, &queue, "training", clock.as_ref(), &rule, signals(true, 5000)).await.unwrap();
+    assert_eq!((after.requested, after.trigger.as_deref()), (true, Some("drift")), "the cooldown is over");
+    let messages = queue.receive("training", 10, Duration::from_secs(30)).await.unwrap();
+    let reasons: Vec<String> =
+        messages.iter().map(|m| serde_json::from_str::<Value>(&m.body).unwrap()["reason"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.starts_with("new_data: 1000 images")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.starts_with("drift: brightness")), "{reasons:?}");
+}

@@ -1,7 +1,8 @@
 //! `cvops demo`: the tour a newcomer takes first. A fresh platform, the digits sample set and the
 //! bad files uploaded through the same path an S3 upload takes, the dataset's health, then a model
 //! trained, registered and promoted as `cvops train --wait` does it, and its evaluation; then the
-//! model served over HTTP, with the test digits sent through it.
+//! model served over HTTP, with the test digits sent through it; the monitor's report on that
+//! traffic (OK), then on the digits inverted (DRIFT) and the retraining request it sent.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -13,6 +14,7 @@ use cvops_core::registry;
 
 use super::catalog::records;
 use super::health::DatasetHealth;
+use super::monitor;
 use super::serve::Endpoint;
 use super::traffic;
 use super::train;
@@ -80,8 +82,9 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         }
     }
 
-    println!("\n6. serve the production model over HTTP (the router the infer Lambda runs) and send it the test digits");
+    println!("\n6. serve the production model over HTTP (the router the infer Lambda runs) and send it the test digits twice");
     let endpoint = Endpoint::new(&platform, None, Duration::from_secs(2))?;
+    let feed = endpoint.feed.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("no local port to serve on")?;
     let address = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -100,7 +103,23 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
             Some(newest)
         }
     };
-    traffic::send(&client, "digits", pinned, &test_images, Ok).await?.print("the test digits");
+    // Twice over: the monitor judges a window from 1,000 requests on.
+    let twice: Vec<_> = test_images.iter().chain(&test_images).cloned().collect();
+    traffic::send(&client, "digits", pinned, &twice, Ok).await?.print("the test digits, twice");
+
+    println!("\n7. the monitor: that traffic against the baseline of the snapshot the model was trained on\n");
+    feed.flush().await.context("writing the monitoring counters")?;
+    for report in platform.monitor.run(Some("digits")).await? {
+        monitor::print_report(&report);
+    }
+
+    println!("\n8. a shifted stream: the same digits inverted (white paper, dark ink), as a new scanner might send them\n");
+    traffic::send(&client, "digits", pinned, &test_images, invert).await?.print("the inverted digits");
+    feed.flush().await.context("writing the monitoring counters")?;
+    println!();
+    for report in platform.monitor.run(Some("digits")).await? {
+        monitor::print_report(&report);
+    }
     let _ = stop.send(());
     server.await.context("the endpoint stopped unexpectedly")??;
 
@@ -108,6 +127,7 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     println!("\nNext:");
     println!("  cvops --data-dir {dir} models                                       # versions, stage, accuracy, lineage");
     println!("  cvops --data-dir {dir} runs");
+    println!("  cvops --data-dir {dir} monitor                                      # the latest drift report, run now");
     println!(
         "  cvops --data-dir {dir} serve --no-auth                              # then POST an image to /v1/models/digits/predict"
     );
@@ -122,6 +142,15 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     );
     println!("  cvops validate --json path/to/*.jpg                                  # check files before uploading");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The image with its grey levels inverted, as PNG.
+fn invert(png: bytes::Bytes) -> anyhow::Result<bytes::Bytes> {
+    let mut grey = image::load_from_memory(&png).context("a sample image does not decode")?.to_luma8();
+    image::imageops::invert(&mut grey);
+    let mut out = Vec::new();
+    grey.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)?;
+    Ok(out.into())
 }
 
 /// Empties a directory the demo made before, or creates one; refuses anything else.

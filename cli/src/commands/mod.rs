@@ -4,10 +4,13 @@ pub mod catalog;
 pub mod demo;
 pub mod health;
 pub mod models;
+pub mod monitor;
+pub mod report;
 pub mod serve;
 pub mod snapshot;
 pub mod traffic;
 pub mod train;
+pub mod up;
 pub mod upload;
 pub mod validate;
 
@@ -58,6 +61,15 @@ pub enum Command {
     Rollback(models::RollbackArgs),
     /// Serve the production models over HTTP: the inference endpoint's router, locally.
     Serve(serve::Args),
+    /// Run the monitor now: drift, confidence and service per model version against its training
+    /// baseline, and the retraining rule; print the reports.
+    Monitor(monitor::Args),
+    /// Write the latest monitoring reports as an HTML page with charts.
+    Report(report::Args),
+    /// The whole local platform in one process: the endpoint, the event router, the training
+    /// queue, the monitor on a schedule, and a watcher that ingests files copied into the raw
+    /// bucket's folder. Ctrl-C stops it cleanly.
+    Up(up::Args),
     /// The tour: upload the digits sample set and the bad files into a fresh data directory, print
     /// the dataset's health, train a model, register and promote it, print its evaluation.
     Demo(demo::Args),
@@ -81,6 +93,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Promote(args) => models::promote(&data_dir, args).await,
         Command::Rollback(args) => models::rollback(&data_dir, args).await,
         Command::Serve(args) => serve::run(&data_dir, args).await,
+        Command::Monitor(args) => monitor::run(&data_dir, args).await,
+        Command::Report(args) => report::run(&data_dir, args).await,
+        Command::Up(args) => up::run(&data_dir, args).await,
         Command::RunTrainingJob => train::run_job().await,
         Command::Demo(args) => {
             let demo_dir = cli.data_dir.clone().unwrap_or_else(|| PathBuf::from(demo::DEFAULT_DEMO_DIR));

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use cvops_core::catalog::{
-    band_pk, bands, dataset_pk, image_sk, quarantine_key, quarantine_sidecar_key, sha_sk, ImageRecord, ImageStatus,
-    QuarantineSidecar, DATASETS_PK, NO_DATASET,
+    arrivals_pk, band_pk, bands, dataset_pk, image_sk, quarantine_key, quarantine_sidecar_key, sha_sk, ImageRecord, ImageStatus,
+    QuarantineSidecar, ARRIVALS_FIELD, ARRIVALS_SK, DATASETS_PK, NO_DATASET,
 };
 use cvops_core::clock::Clock;
 use cvops_core::key::{ImageKey, Split};
@@ -232,6 +232,7 @@ impl Ingest {
             self.table.put(item).await?;
         }
         self.commit(&record, read_version).await?;
+        self.table.add(&arrivals_pk(&dataset, &report.sha256), ARRIVALS_SK, ARRIVALS_FIELD, 1).await?;
         info!(split = %split, near_duplicate_of = ?record.near_duplicate_of, "accepted");
         Ok(Outcome::Accepted { key: notice.key.clone(), dataset, split, near_duplicate_of: record.near_duplicate_of })
     }

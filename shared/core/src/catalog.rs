@@ -9,6 +9,7 @@
 //! | first copy of some bytes | `DS#<dataset>` | `SHA#<sha256>` | `key` |
 //! | near-duplicate band | `PH#<dataset>#<band>#<bits>` | `<key>` | `phash` |
 //! | dataset registry | `DATASETS` | `<dataset>` | `created_at` |
+//! | accepted arrivals | `ARRIVALS#<dataset>#<shard>` | `ACCEPTED` | `count` |
 //!
 //! Near duplicates: the 64-bit pHash is cut into [`BANDS`] bands. Two hashes within Hamming
 //! distance 4 differ in at most 4 bits, so at least one of the 5 bands is identical
@@ -18,6 +19,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::key::Split;
+use crate::ports::{Table, TableError};
 use crate::reason::ReasonCode;
 use crate::sequencer::Sequencer;
 use crate::validate::Format;
@@ -26,6 +28,11 @@ use crate::validate::Format;
 pub const NO_DATASET: &str = "_no_dataset";
 pub const DATASETS_PK: &str = "DATASETS";
 pub const BANDS: usize = 5;
+/// Items the accepted-arrivals counter of a dataset is spread over, so a bulk upload does not
+/// make one item hot.
+pub const ARRIVAL_SHARDS: u32 = 8;
+pub const ARRIVALS_SK: &str = "ACCEPTED";
+pub const ARRIVALS_FIELD: &str = "count";
 pub const MAX_NEAR_DUPLICATE_THRESHOLD: u32 = (BANDS - 1) as u32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -153,6 +160,24 @@ pub fn bands(phash: u64) -> [u64; BANDS] {
 
 pub fn band_pk(dataset: &str, band: usize, value: u64) -> String {
     format!("PH#{dataset}#{band}#{value:04x}")
+}
+
+/// The arrivals shard of an image, from its content hash.
+pub fn arrivals_pk(dataset: &str, sha256: &str) -> String {
+    let shard = u32::from_str_radix(sha256.get(..2).unwrap_or("0"), 16).unwrap_or(0) % ARRIVAL_SHARDS;
+    format!("ARRIVALS#{dataset}#{shard}")
+}
+
+/// How many images ingest has accepted into `dataset` so far (arrivals: removals do not lower it).
+/// What the continuous-training rule compares with the count at the serving model's snapshot.
+pub async fn accepted_arrivals(table: &dyn Table, dataset: &str) -> Result<u64, TableError> {
+    let mut total = 0;
+    for shard in 0..ARRIVAL_SHARDS {
+        if let Some(item) = table.get(&format!("ARRIVALS#{dataset}#{shard}"), ARRIVALS_SK).await? {
+            total += item.i64_attr(ARRIVALS_FIELD).unwrap_or(0).max(0) as u64;
+        }
+    }
+    Ok(total)
 }
 
 /// The quarantine location (store bucket) of a rejected upload: unique per event, so a later

@@ -10,6 +10,7 @@
 //! - [`snapshot`]: immutable, content-addressed dataset snapshots with their feature baseline.
 //! - [`preprocess`], [`model_card`], [`metrics`], [`registry`]: what the trainer, register-model and
 //!   the endpoint agree on: one preprocessing, one card format, one way to count, one registry.
+//! - [`drift`]: PSI, Wasserstein and Jensen-Shannon, and the OK / WARN / DRIFT verdicts.
 //! - [`monitoring`]: the hourly per-version aggregates the endpoint feeds and the monitor reads.
 //! - [`clock`]: time as a port, so expiry and ordering can be tested.
 //!
@@ -18,6 +19,7 @@
 
 pub mod catalog;
 pub mod clock;
+pub mod drift;
 pub mod key;
 pub mod metrics;
 pub mod model_card;

@@ -173,6 +173,10 @@ pub struct Snapshot {
     pub baseline: Baseline,
     /// RFC 3339; not part of the id.
     pub created_at: String,
+    /// The dataset's accepted arrivals when the snapshot began (`catalog::accepted_arrivals`):
+    /// arrivals beyond it are the "new images" the continuous-training rule counts.
+    #[serde(default)]
+    pub arrivals: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -251,6 +255,7 @@ pub async fn create_in_parts(
     created_at: String,
     part_lines: usize,
 ) -> Result<Snapshot, SnapshotError> {
+    let arrivals = crate::catalog::accepted_arrivals(table, dataset).await?;
     let mut writer = PartWriter {
         objects,
         bucket,
@@ -299,6 +304,7 @@ pub async fn create_in_parts(
         parts: writer.parts,
         baseline,
         created_at,
+        arrivals: Some(arrivals),
     };
     let descriptor = serde_json::to_vec_pretty(&snapshot).expect("a snapshot serialises");
     objects.put(bucket, &descriptor_key(dataset, &id), Bytes::from(descriptor)).await?;

@@ -140,7 +140,9 @@ fn now_nanos() -> u128 {
 }
 
 /// Strictly increasing within the process, and across processes as far as the clock goes.
-fn next_sequencer() -> String {
+/// The next sequencer of this process: what a change seen outside the store (a file copied into
+/// a bucket folder) is announced with.
+pub fn next_sequencer() -> String {
     static LAST: AtomicU64 = AtomicU64::new(0);
     let now = now_nanos() as u64;
     let mut last = LAST.load(Ordering::SeqCst);

@@ -17,7 +17,7 @@ mod queue;
 mod table;
 
 pub use db::open_database;
-pub use fs_store::{FsObjectStore, ObjectEvent, ObjectEventKind};
+pub use fs_store::{next_sequencer, FsObjectStore, ObjectEvent, ObjectEventKind};
 pub use jobs::ProcessJobRunner;
 pub use queue::SqliteQueue;
 pub use table::SqliteTable;
