@@ -35,6 +35,17 @@ fn the_demo_uploads_both_sample_sets_and_prints_the_health_summary() {
     assert!(after_shift.contains("digits: DRIFT"), "{after_shift}");
     assert!(after_shift.contains("brightness") && after_shift.contains("DRIFT"), "{after_shift}");
 
+    // The monitor on demand, and its report as a page with charts.
+    let monitor = cvops(&data).args(["monitor", "--json"]).output().unwrap();
+    assert!(monitor.status.success(), "{}", String::from_utf8_lossy(&monitor.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&monitor.stdout).unwrap();
+    assert_eq!(report["status"].as_str(), Some("drift"), "{report}");
+    let out = dir.path().join("report");
+    let written = cvops(&data).args(["report", "--out"]).arg(&out).output().unwrap();
+    assert!(written.status.success(), "{}", String::from_utf8_lossy(&written.stderr));
+    let page = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(page.contains("DRIFT") && page.matches("<svg").count() >= 8, "a chart per feature, classes, confidence, latency");
+
     // The catalog commands read what the demo wrote.
     let datasets = cvops(&data).args(["datasets", "--json"]).output().unwrap();
     let line: serde_json::Value = serde_json::from_slice(&datasets.stdout).unwrap();

@@ -7,7 +7,7 @@ const WIDTH: f64 = 640.0;
 const HEIGHT: f64 = 240.0;
 const LEFT: f64 = 48.0;
 const BOTTOM: f64 = 36.0;
-const TOP: f64 = 28.0;
+const TOP: f64 = 44.0;
 
 /// Text for SVG and HTML.
 pub fn escape(text: &str) -> String {
@@ -47,10 +47,11 @@ fn short(value: f64) -> String {
 
 fn legend(svg: &mut String, names: &[(&str, &str)]) {
     for (i, (name, colour)) in names.iter().enumerate() {
-        let x = WIDTH - 220.0 + 110.0 * i as f64;
+        // A row under the title, so a long title never runs into it.
+        let x = LEFT + 110.0 * i as f64;
         let _ = write!(
             svg,
-            r#"<rect x="{x}" y="7" width="10" height="10" fill="{colour}"/><text x="{}" y="16">{}</text>"#,
+            r#"<rect x="{x}" y="23" width="10" height="10" fill="{colour}"/><text x="{}" y="32">{}</text>"#,
             x + 14.0,
             escape(name)
         );
