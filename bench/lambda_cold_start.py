@@ -7,6 +7,7 @@ invocation (by default an `s3:TestEvent`; pass `--event` with an event that make
     cargo build --release -p cvops-ingest -p cvops-dispatch-training
     python3 bench/lambda_cold_start.py target/release/ingest [--runs 20]
     python3 bench/lambda_cold_start.py target/release/dispatch-training --event '{"Records": []}'
+    python3 bench/lambda_cold_start.py target/release/infer --event "$(cat events/function-url-healthz.json)"
 """
 import argparse, json, os, pathlib, platform, statistics, subprocess, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,6 +24,12 @@ class Runtime(BaseHTTPRequestHandler):
 
     def do_GET(self):
         server = self.server
+        if "/extension/" in self.path:
+            # An internal extension (infer's graceful-shutdown hook) waits for events: none come.
+            server.done.wait(10)
+            self.send_response(204)
+            self.end_headers()
+            return
         if server.first_next is None:
             server.first_next = time.perf_counter()
             self.send_response(200)
@@ -40,6 +47,13 @@ class Runtime(BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         server = self.server
+        if self.path.endswith("/extension/register"):
+            self.send_response(200)
+            self.send_header("Lambda-Extension-Identifier", "cold-start-extension")
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"functionName": "cvops", "functionVersion": "$LATEST", "handler": "bootstrap"}')
+            return
         server.responded = time.perf_counter()
         server.response = body
         server.ok = self.path.endswith("/response")
@@ -59,6 +73,7 @@ def once(binary, event):
                AWS_ACCESS_KEY_ID="cold", AWS_SECRET_ACCESS_KEY="start", CVOPS_STORE_BUCKET="store", CVOPS_TABLE="cvops", CVOPS_MODELS_BUCKET="models",
                CVOPS_DEAD_LETTER_QUEUE_URL="https://sqs.us-east-1.amazonaws.com/123456789012/cvops-training-dlq",
                CVOPS_TRAINER_IMAGE="cvops-trainer:latest", CVOPS_JOB_QUEUE="cvops-training", CVOPS_JOB_DEFINITION="cvops-trainer",
+               CVOPS_TRAINING_QUEUE_URL="https://sqs.us-east-1.amazonaws.com/123456789012/cvops-training",
                AWS_LAMBDA_LOG_FORMAT="JSON", AWS_LAMBDA_LOG_LEVEL="WARN")
     start = time.perf_counter()
     proc = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-functions=(ingest dispatch-training register-model infer)
+functions=(ingest dispatch-training register-model infer monitor)
 packages=()
 for f in "${functions[@]}"; do packages+=(-p "cvops-$f"); done
 

@@ -1,6 +1,6 @@
 //! CloudWatch Embedded Metric Format: one JSON line per version report, printed to stdout by the
 //! Lambda, turned into metrics by CloudWatch Logs with no API call. Alarms are set on them in the
-//! template (`DriftStatus` >= 2, `LatencyP99`, `ErrorRate`).
+//! template (`DriftStatus` >= 2 over every model: hence the empty dimension set).
 
 use cvops_core::drift::Status;
 use serde_json::{json, Map, Value};
@@ -51,7 +51,7 @@ pub fn emf_line(report: &VersionReport, timestamp_millis: i64) -> Value {
             "Timestamp": timestamp_millis,
             "CloudWatchMetrics": [{
                 "Namespace": NAMESPACE,
-                "Dimensions": [["Model"], ["Model", "Version"]],
+                "Dimensions": [[], ["Model"], ["Model", "Version"]],
                 "Metrics": values.iter().map(|(name, _, unit)| json!({"Name": name, "Unit": unit})).collect::<Vec<_>>(),
             }],
         }),
