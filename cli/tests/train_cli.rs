@@ -116,3 +116,81 @@ fn http_post(addr: &str, path: &str, key: Option<&str>, body: &[u8]) -> (u16, St
     let body = response.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
     (status, body)
 }
+
+/// An inverted PNG of `path`.
+fn inverted(path: &Path) -> Vec<u8> {
+    let mut grey = image::open(path).unwrap().to_luma8();
+    image::imageops::invert(&mut grey);
+    let mut png = Vec::new();
+    grey.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+    png
+}
+
+#[test]
+fn the_loop_closes_drift_sends_a_request_and_the_retrained_version_is_promoted() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let images = small_digits(&dir.path().join("images"), 10);
+    assert!(cvops(&data, &["upload", images.to_str().unwrap(), "--dataset", "digits"]).status.success());
+    // v1: a deliberately weak model, put in production by hand.
+    let trained = cvops(&data, &["train", "--dataset", "digits", "--epochs", "1", "--set", "width=4", "--wait"]);
+    assert!(trained.status.success(), "{}", text(&trained));
+    assert!(cvops(&data, &["promote", "digits", "1"]).status.success());
+    assert!(cvops(&data, &["retraining", "digits", "--cooldown-hours", "24"]).status.success());
+
+    // The platform as one process: small windows, a frequent monitor, any better model promoted.
+    let mut up = Command::new(env!("CARGO_BIN_EXE_cvops"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["up", "--addr", "127.0.0.1:0", "--no-auth", "--monitor-every", "2"])
+        .env("CVOPS_MONITOR_MIN_REQUESTS", "50")
+        .env("CVOPS_MONITOR_FLUSH_SECONDS", "1")
+        .env("CVOPS_PROMOTION_FLOOR", "0")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(up.stdout.take().unwrap());
+    let mut banner = String::new();
+    while !banner.contains("endpoint") {
+        stdout.read_line(&mut banner).unwrap();
+    }
+    let addr = banner.split("http://").nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
+    let mut sent = 0;
+    for label in 0..10 {
+        for entry in std::fs::read_dir(images.join("test").join(label.to_string())).unwrap() {
+            let (status, body) = http_post(&addr, "/v1/models/digits/predict", None, &inverted(&entry.unwrap().path()));
+            assert_eq!(status, 200, "{body}");
+            sent += 1;
+        }
+    }
+    assert!(sent >= 50);
+
+    // The monitor flags the inverted stream, asks for one retraining, and `up` runs it: dispatch,
+    // the job, register-model, the gate. v2 ends up in production.
+    let started = std::time::Instant::now();
+    let mut log = String::new();
+    let promoted = loop {
+        let models = cvops(&data, &["models", "--json"]);
+        let versions: Vec<serde_json::Value> =
+            String::from_utf8_lossy(&models.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        if let Some(v2) = versions.iter().find(|v| v["version"] == 2) {
+            break v2.clone();
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(300), "no v2 after 5 minutes");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    // SAFETY: a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(up.id() as i32, libc::SIGINT) }, 0);
+    assert!(up.wait().unwrap().success());
+    stdout.read_to_string(&mut log).unwrap();
+    assert!(log.contains("DRIFT"), "{log}");
+    assert!(log.contains("retraining requested (drift)"), "{log}");
+    assert_eq!(log.matches("retraining requested").count(), 1, "one request, then the cooldown: {log}");
+    let runs = cvops(&data, &["runs", "--json"]);
+    let runs: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&runs.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert!(runs.iter().any(|r| r["reason"].as_str().is_some_and(|why| why.starts_with("drift: digits v1 drifted"))), "{runs:?}");
+    assert!(promoted["gate"]["passed"].as_bool().unwrap(), "{promoted}");
+    assert_eq!(promoted["stage"].as_str(), Some("production"), "{promoted}");
+}

@@ -21,7 +21,9 @@ fn template() -> Value {
 /// `!Ref X` / `!GetAtt X.Y` as ("Ref", "X") / ("GetAtt", "X.Y").
 fn tagged(value: &Value) -> Option<(String, String)> {
     match value {
-        Value::Tagged(t) => Some((t.tag.to_string().trim_start_matches('!').to_owned(), t.value.as_str().unwrap_or_default().to_owned())),
+        Value::Tagged(t) => {
+            Some((t.tag.to_string().trim_start_matches('!').to_owned(), t.value.as_str().unwrap_or_default().to_owned()))
+        }
         _ => None,
     }
 }
@@ -78,7 +80,8 @@ fn functions(template: &Value) -> BTreeMap<String, (String, Value)> {
     let mut out = BTreeMap::new();
     for (id, resource) in get(template, &["Resources"]).as_mapping().unwrap() {
         if get(resource, &["Type"]).as_str() == Some("AWS::Serverless::Function") {
-            let binary = get(resource, &["Metadata", "BuildProperties", "Binary"]).as_str().expect("a Binary build property").to_owned();
+            let binary =
+                get(resource, &["Metadata", "BuildProperties", "Binary"]).as_str().expect("a Binary build property").to_owned();
             out.insert(binary, (id.as_str().unwrap().to_owned(), resource.clone()));
         }
     }
@@ -150,7 +153,10 @@ fn the_trainer_reads_only_what_dispatch_training_puts_in_the_job() {
     assert_eq!(get(&retries[0], &["OnStatusReason"]).as_str(), Some("Host EC2*"), "retries on host loss only");
     assert_eq!(get(&retries[1], &["Action"]).as_str(), Some("EXIT"));
     let dockerfile = std::fs::read_to_string(root().join("infra/trainer.Dockerfile")).expect("infra/trainer.Dockerfile");
-    assert!(dockerfile.contains("-p cvops-trainer") && dockerfile.contains("--features cuda"), "the image builds the cuda trainer");
+    assert!(
+        dockerfile.contains("-p cvops-trainer") && dockerfile.contains("--features cuda"),
+        "the image builds the cuda trainer"
+    );
 }
 
 #[test]
@@ -163,11 +169,15 @@ fn the_events_reach_the_functions_the_code_expects() {
     let uploads = event(ingest, "S3");
     assert_eq!(uploads.len(), 1);
     assert_eq!(tagged(get(uploads[0], &["Properties", "Bucket"])), Some(("Ref".into(), "RawBucket".into())));
-    let kinds: Vec<&str> = get(uploads[0], &["Properties", "Events"]).as_sequence().unwrap().iter().filter_map(Value::as_str).collect();
+    let kinds: Vec<&str> =
+        get(uploads[0], &["Properties", "Events"]).as_sequence().unwrap().iter().filter_map(Value::as_str).collect();
     assert_eq!(kinds, ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]);
     let ingest_policy = yaml_serde::to_string(get(ingest, &["Properties", "Policies"])).unwrap();
     let put_targets: Vec<&str> = ingest_policy.split("s3:PutObject").skip(1).collect();
-    assert!(put_targets.iter().all(|after| !after.split("Effect").next().unwrap().contains("-raw-")), "ingest writes only the store bucket");
+    assert!(
+        put_targets.iter().all(|after| !after.split("Effect").next().unwrap().contains("-raw-")),
+        "ingest writes only the store bucket"
+    );
 
     // Model cards, and only cards, reach register-model.
     let register = &functions["register-model"].1;
@@ -181,7 +191,10 @@ fn the_events_reach_the_functions_the_code_expects() {
         .map(|r| (get(r, &["Name"]).as_str().unwrap().to_owned(), get(r, &["Value"]).as_str().unwrap().to_owned()))
         .collect();
     assert_eq!(rules, [("prefix".to_owned(), "models/".to_owned()), ("suffix".to_owned(), "card.json".to_owned())]);
-    assert!(!yaml_serde::to_string(get(register, &["Properties", "Policies"])).unwrap().contains("s3:PutObject"), "register-model writes no object");
+    assert!(
+        !yaml_serde::to_string(get(register, &["Properties", "Policies"])).unwrap().contains("s3:PutObject"),
+        "register-model writes no object"
+    );
 
     // The functions S3 invokes asynchronously keep failing events in a queue.
     for name in ["ingest", "register-model"] {
@@ -195,7 +208,10 @@ fn the_events_reach_the_functions_the_code_expects() {
     let sqs = event(dispatch, "SQS");
     assert_eq!(sqs.len(), 1);
     assert_eq!(tagged(get(sqs[0], &["Properties", "Queue"])), Some(("GetAtt".into(), "TrainingQueue.Arn".into())));
-    assert_eq!(get(sqs[0], &["Properties", "FunctionResponseTypes"]).as_sequence().unwrap()[0].as_str(), Some("ReportBatchItemFailures"));
+    assert_eq!(
+        get(sqs[0], &["Properties", "FunctionResponseTypes"]).as_sequence().unwrap()[0].as_str(),
+        Some("ReportBatchItemFailures")
+    );
     let queue = get(&template, &["Resources", "TrainingQueue", "Properties"]);
     let timeout = get(dispatch, &["Properties", "Timeout"]).as_u64().unwrap();
     assert!(get(queue, &["VisibilityTimeout"]).as_u64().unwrap() >= 6 * timeout, "visibility at least 6x the consumer's timeout");

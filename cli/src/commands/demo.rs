@@ -20,7 +20,7 @@ use super::traffic;
 use super::train;
 use super::upload::upload_dir;
 use crate::http::HttpClient;
-use crate::platform::{LocalPlatform, STORE_BUCKET};
+use crate::platform::{LocalPlatform, STORE_BUCKET, TRAINING_QUEUE};
 
 /// Marks a data directory the demo made, so it only ever wipes its own.
 const MARKER: &str = ".cvops-demo";
@@ -122,6 +122,12 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     }
     let _ = stop.send(());
     server.await.context("the endpoint stopped unexpectedly")??;
+    if platform.queue.depth(TRAINING_QUEUE)? > 0 {
+        println!(
+            "\n  The retraining request waits on the training queue: `cvops --data-dir {} up` dispatches it, trains,\n  registers, and promotes the new version if it passes the gate.",
+            data_dir.display()
+        );
+    }
 
     let dir = data_dir.display();
     println!("\nNext:");

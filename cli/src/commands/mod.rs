@@ -64,6 +64,8 @@ pub enum Command {
     /// Run the monitor now: drift, confidence and service per model version against its training
     /// baseline, and the retraining rule; print the reports.
     Monitor(monitor::Args),
+    /// Show or change a model's continuous-training rule (retrain on drift, on new images; cooldown).
+    Retraining(monitor::RetrainArgs),
     /// Write the latest monitoring reports as an HTML page with charts.
     Report(report::Args),
     /// The whole local platform in one process: the endpoint, the event router, the training
@@ -95,6 +97,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(&data_dir, args).await,
         Command::Monitor(args) => monitor::run(&data_dir, args).await,
         Command::Report(args) => report::run(&data_dir, args).await,
+        Command::Retraining(args) => monitor::retraining(&data_dir, args).await,
         Command::Up(args) => up::run(&data_dir, args).await,
         Command::RunTrainingJob => train::run_job().await,
         Command::Demo(args) => {

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use cvops_core::drift::Status;
-use cvops_monitor::ModelReport;
+use cvops_monitor::{retrain, ModelReport};
 
 use crate::platform::LocalPlatform;
 
@@ -108,4 +108,48 @@ pub fn print_report(report: &ModelReport) {
             _ => println!("  retraining: {}", r.detail),
         }
     }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RetrainArgs {
+    pub model: String,
+    /// Retrain when production's report says DRIFT.
+    #[arg(long)]
+    pub on_drift: Option<bool>,
+    /// Retrain once this many images were accepted since production's snapshot (0 turns it off).
+    #[arg(long)]
+    pub min_new_images: Option<u64>,
+    /// No second request within this many hours.
+    #[arg(long)]
+    pub cooldown_hours: Option<f64>,
+}
+
+/// `cvops retraining MODEL [...]`: shows the model's continuous-training rule, changing what is given.
+pub async fn retraining(data_dir: &Path, args: RetrainArgs) -> anyhow::Result<ExitCode> {
+    let (platform, _) = LocalPlatform::open(data_dir, LocalPlatform::ingest_config_from_env()?)?;
+    let defaults = LocalPlatform::monitor_config_from_env()?.default_rule;
+    let table = platform.table.as_ref();
+    let mut rule = retrain::rule_for(table, &args.model, defaults).await?;
+    let changing = args.on_drift.is_some() || args.min_new_images.is_some() || args.cooldown_hours.is_some();
+    if let Some(on) = args.on_drift {
+        rule.on_drift = on;
+    }
+    if let Some(n) = args.min_new_images {
+        rule.min_new_images = (n > 0).then_some(n);
+    }
+    if let Some(hours) = args.cooldown_hours {
+        anyhow::ensure!(hours >= 0.0, "--cooldown-hours is {hours}; give 0 or more");
+        rule.cooldown_hours = hours;
+    }
+    if changing {
+        retrain::set_rule(table, &args.model, &rule).await?;
+    }
+    println!(
+        "{}: retrain on drift {}, on new images {}, cooldown {} h",
+        args.model,
+        if rule.on_drift { "yes" } else { "no" },
+        rule.min_new_images.map_or_else(|| "off".to_owned(), |n| format!("from {n}")),
+        rule.cooldown_hours
+    );
+    Ok(ExitCode::SUCCESS)
 }
