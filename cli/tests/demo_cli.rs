@@ -27,10 +27,10 @@ fn the_demo_uploads_both_sample_sets_and_prints_the_health_summary() {
     assert!(text.contains("digits v1: test accuracy"), "{text}");
     assert!(text.contains("predicted ->"), "the confusion matrix: {text}");
     // It served the model over HTTP and sent every test digit through it.
-    assert!(text.contains("the test digits, twice: 1000 requests, 1000 answered"), "{text}");
+    assert!(text.contains("the val and test digits: 1000 requests, 1000 answered"), "{text}");
     assert!(text.contains("latency as the client sees it: p50"), "{text}");
     // The monitor judged the clean traffic, then flagged the inverted digits.
-    assert!(text.contains("the inverted digits: 500 requests"), "{text}");
+    assert!(text.contains("the inverted digits: 1000 requests"), "{text}");
     let after_shift = &text[text.find("the inverted digits").unwrap()..];
     assert!(after_shift.contains("digits: DRIFT"), "{after_shift}");
     assert!(after_shift.contains("brightness") && after_shift.contains("DRIFT"), "{after_shift}");

@@ -82,7 +82,7 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         }
     }
 
-    println!("\n6. serve the production model over HTTP (the router the infer Lambda runs) and send it the test digits twice");
+    println!("\n6. serve the production model over HTTP (the router the infer Lambda runs) and send it the 1,000 val and test digits");
     let endpoint = Endpoint::new(&platform, None, Duration::from_secs(2))?;
     let feed = endpoint.feed.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("no local port to serve on")?;
@@ -93,7 +93,9 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     }));
     println!("  serving http://{address}");
     let client = HttpClient::new(format!("http://{address}"), None);
-    let test_images = traffic::labelled_images(&digits.join("test"))?;
+    // Images the model was not trained on; 1,000 of them, the monitor's smallest window it judges.
+    let held_out: Vec<_> =
+        traffic::labelled_images(&digits.join("val"))?.into_iter().chain(traffic::labelled_images(&digits.join("test"))?).collect();
     // A short demo run can miss the promotion floor: then the newest version is served, pinned.
     let pinned = match registry::production(platform.table.as_ref(), "digits").await? {
         Some(_) => None,
@@ -104,8 +106,7 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     // Twice over: the monitor judges a window from 1,000 requests on.
-    let twice: Vec<_> = test_images.iter().chain(&test_images).cloned().collect();
-    traffic::send(&client, "digits", pinned, &twice, Ok).await?.print("the test digits, twice");
+    traffic::send(&client, "digits", pinned, &held_out, Ok).await?.print("the val and test digits");
 
     println!("\n7. the monitor: that traffic against the baseline of the snapshot the model was trained on\n");
     feed.flush().await.context("writing the monitoring counters")?;
@@ -114,7 +115,7 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     }
 
     println!("\n8. a shifted stream: the same digits inverted (white paper, dark ink), as a new scanner might send them\n");
-    traffic::send(&client, "digits", pinned, &test_images, invert).await?.print("the inverted digits");
+    traffic::send(&client, "digits", pinned, &held_out, invert).await?.print("the inverted digits");
     feed.flush().await.context("writing the monitoring counters")?;
     println!();
     for report in platform.monitor.run(Some("digits")).await? {

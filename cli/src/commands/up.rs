@@ -159,6 +159,9 @@ impl Watcher {
 
     /// An event that came through the store: its file is already handled.
     fn saw(&mut self, event: &ObjectEvent, platform: &LocalPlatform) {
+        if event.bucket != RAW_BUCKET && event.bucket != MODELS_BUCKET {
+            return;
+        }
         let path = platform.objects.bucket_dir(&event.bucket).join(&event.key);
         match std::fs::metadata(&path) {
             Ok(meta) => {
