@@ -1,6 +1,8 @@
 //! `cvops train`, `runs`, `models`, `promote` and `rollback` as a user runs them: the request
 //! through the queue, the job as a child process, the card to register-model, the registry.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -139,22 +141,9 @@ fn the_loop_closes_drift_sends_a_request_and_the_retrained_version_is_promoted()
     assert!(cvops(&data, &["retraining", "digits", "--cooldown-hours", "24"]).status.success());
 
     // The platform as one process: small windows, a frequent monitor, any better model promoted.
-    let mut up = Command::new(env!("CARGO_BIN_EXE_cvops"))
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["up", "--addr", "127.0.0.1:0", "--no-auth", "--monitor-every", "2"])
-        .env("CVOPS_MONITOR_MIN_REQUESTS", "50")
-        .env("CVOPS_MONITOR_FLUSH_SECONDS", "1")
-        .env("CVOPS_PROMOTION_FLOOR", "0")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(up.stdout.take().unwrap());
-    let mut banner = String::new();
-    while !banner.contains("endpoint") {
-        stdout.read_line(&mut banner).unwrap();
-    }
-    let addr = banner.split("http://").nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
+    let envs = [("CVOPS_MONITOR_MIN_REQUESTS", "50"), ("CVOPS_MONITOR_FLUSH_SECONDS", "1"), ("CVOPS_PROMOTION_FLOOR", "0")];
+    let up = common::Up::start(&data, &["--monitor-every", "2"], &envs);
+    let addr = up.addr.clone();
     let mut sent = 0;
     for label in 0..10 {
         for entry in std::fs::read_dir(images.join("test").join(label.to_string())).unwrap() {
@@ -168,7 +157,6 @@ fn the_loop_closes_drift_sends_a_request_and_the_retrained_version_is_promoted()
     // The monitor flags the inverted stream, asks for one retraining, and `up` runs it: dispatch,
     // the job, register-model, the gate. v2 ends up in production.
     let started = std::time::Instant::now();
-    let mut log = String::new();
     let promoted = loop {
         let models = cvops(&data, &["models", "--json"]);
         let versions: Vec<serde_json::Value> =
@@ -179,10 +167,8 @@ fn the_loop_closes_drift_sends_a_request_and_the_retrained_version_is_promoted()
         assert!(started.elapsed() < std::time::Duration::from_secs(300), "no v2 after 5 minutes");
         std::thread::sleep(std::time::Duration::from_millis(500));
     };
-    // SAFETY: a signal to our own child process.
-    assert_eq!(unsafe { libc::kill(up.id() as i32, libc::SIGINT) }, 0);
-    assert!(up.wait().unwrap().success());
-    stdout.read_to_string(&mut log).unwrap();
+    let (clean, log) = up.interrupt();
+    assert!(clean, "{log}");
     assert!(log.contains("DRIFT"), "{log}");
     assert!(log.contains("retraining requested (drift)"), "{log}");
     assert_eq!(log.matches("retraining requested").count(), 1, "one request, then the cooldown: {log}");

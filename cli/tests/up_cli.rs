@@ -1,10 +1,12 @@
 //! `cvops up` as a user runs it: files copied into the raw bucket's folder are ingested as S3
 //! uploads are, the endpoint answers, and Ctrl-C stops it cleanly.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn http_get(addr: &str, path: &str) -> (u16, String) {
@@ -30,20 +32,8 @@ fn images(data: &Path) -> Vec<serde_json::Value> {
 fn files_copied_into_the_raw_folder_are_ingested_and_ctrl_c_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut up = Command::new(env!("CARGO_BIN_EXE_cvops"))
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["up", "--addr", "127.0.0.1:0", "--no-auth", "--watch-every", "0.2"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(up.stdout.take().unwrap());
-    let mut banner = String::new();
-    while !banner.contains("endpoint") {
-        stdout.read_line(&mut banner).unwrap();
-    }
-    let addr = banner.split("http://").nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
-    assert_eq!(http_get(&addr, "/healthz").0, 200);
+    let up = common::Up::start(&data, &["--watch-every", "0.2"], &[]);
+    assert_eq!(http_get(&up.addr, "/healthz").0, 200);
 
     // As `cp` into the folder would: three digits and a file that is no image.
     let target = data.join("buckets/raw/datasets/copied/train/7");
@@ -69,11 +59,7 @@ fn files_copied_into_the_raw_folder_are_ingested_and_ctrl_c_stops_cleanly() {
     assert_eq!((status("accepted"), status("rejected")), (3, 1), "{seen:#?}");
 
     // Ctrl-C: a clean stop, with its goodbye.
-    // SAFETY: sending a signal to our own child process.
-    assert_eq!(unsafe { libc::kill(up.id() as i32, libc::SIGINT) }, 0);
-    let exit = up.wait().unwrap();
-    let mut rest = String::new();
-    stdout.read_to_string(&mut rest).unwrap();
-    assert!(exit.success(), "{exit:?}: {rest}");
+    let (clean, rest) = up.interrupt();
+    assert!(clean, "{rest}");
     assert!(rest.contains("stopped"), "{rest}");
 }

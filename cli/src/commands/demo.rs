@@ -82,7 +82,9 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         }
     }
 
-    println!("\n6. serve the production model over HTTP (the router the infer Lambda runs) and send it the 1,000 val and test digits");
+    println!(
+        "\n6. serve the production model over HTTP (the router the infer Lambda runs) and send it the 1,000 val and test digits"
+    );
     let endpoint = Endpoint::new(&platform, None, Duration::from_secs(2))?;
     let feed = endpoint.feed.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("no local port to serve on")?;
@@ -94,8 +96,10 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     println!("  serving http://{address}");
     let client = HttpClient::new(format!("http://{address}"), None);
     // Images the model was not trained on; 1,000 of them, the monitor's smallest window it judges.
-    let held_out: Vec<_> =
-        traffic::labelled_images(&digits.join("val"))?.into_iter().chain(traffic::labelled_images(&digits.join("test"))?).collect();
+    let held_out: Vec<_> = traffic::labelled_images(&digits.join("val"))?
+        .into_iter()
+        .chain(traffic::labelled_images(&digits.join("test"))?)
+        .collect();
     // A short demo run can miss the promotion floor: then the newest version is served, pinned.
     let pinned = match registry::production(platform.table.as_ref(), "digits").await? {
         Some(_) => None,

@@ -12,8 +12,9 @@ use cvops_infer::{Feed, InferConfig, Models};
 
 use crate::platform::{LocalPlatform, MODELS_BUCKET, STORE_BUCKET};
 
+/// Where the endpoint listens and who may call it: shared by `cvops serve` and `cvops up`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub struct Listen {
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: String,
     /// Clients send it as `Authorization: Bearer <key>`.
@@ -22,18 +23,36 @@ pub struct Args {
     /// Serve without an API key (only on an address no one else can reach).
     #[arg(long, conflicts_with = "api_key")]
     pub no_auth: bool,
+}
+
+impl Listen {
+    /// The API key to require, refusing to serve without one unless `--no-auth` says so.
+    pub fn api_key(&self) -> anyhow::Result<Option<String>> {
+        if self.api_key.is_none() && !self.no_auth {
+            bail!("set an API key with --api-key or CVOPS_API_KEY, or pass --no-auth to serve without one");
+        }
+        Ok(self.api_key.clone())
+    }
+
+    pub async fn bind(&self) -> anyhow::Result<tokio::net::TcpListener> {
+        tokio::net::TcpListener::bind(&self.addr).await.with_context(|| format!("cannot listen on {}", self.addr))
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub listen: Listen,
     /// Seconds between reads of the production alias: a promotion is served within this time.
     #[arg(long, default_value_t = 2.0)]
     pub alias_check: f64,
 }
 
 pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
-    if args.api_key.is_none() && !args.no_auth {
-        bail!("set an API key with --api-key or CVOPS_API_KEY, or pass --no-auth to serve without one");
-    }
+    let api_key = args.listen.api_key()?;
     let (platform, _) = LocalPlatform::open(data_dir, LocalPlatform::ingest_config_from_env()?)?;
-    let endpoint = Endpoint::new(&platform, args.api_key.clone(), Duration::from_secs_f64(args.alias_check.max(0.0)))?;
-    let listener = tokio::net::TcpListener::bind(&args.addr).await.with_context(|| format!("cannot listen on {}", args.addr))?;
+    let endpoint = Endpoint::new(&platform, api_key, Duration::from_secs_f64(args.alias_check.max(0.0)))?;
+    let listener = args.listen.bind().await?;
     println!(
         "serving http://{} (POST /v1/models/{{name}}/predict, GET /v1/models, GET /healthz); Ctrl-C stops",
         listener.local_addr()?

@@ -18,21 +18,15 @@ use cvops_local::{ObjectEvent, ObjectEventKind};
 use tokio::sync::watch;
 
 use super::monitor::print_report;
-use super::serve::Endpoint;
+use super::serve::{Endpoint, Listen};
 use crate::platform::{LocalPlatform, MODELS_BUCKET, RAW_BUCKET, TRAINING_QUEUE};
 use crate::queues::deliver;
 use crate::router::{route, route_model_card};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub addr: String,
-    /// Clients send it as `Authorization: Bearer <key>`.
-    #[arg(long, env = "CVOPS_API_KEY", hide_env_values = true)]
-    pub api_key: Option<String>,
-    /// Serve without an API key (only on an address no one else can reach).
-    #[arg(long, conflicts_with = "api_key")]
-    pub no_auth: bool,
+    #[command(flatten)]
+    pub listen: Listen,
     /// Seconds between monitor runs (the schedule).
     #[arg(long, default_value_t = 300)]
     pub monitor_every: u64,
@@ -42,13 +36,11 @@ pub struct Args {
 }
 
 pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
-    if args.api_key.is_none() && !args.no_auth {
-        anyhow::bail!("set an API key with --api-key or CVOPS_API_KEY, or pass --no-auth to serve without one");
-    }
+    let api_key = args.listen.api_key()?;
     let (platform, mut events) = LocalPlatform::open(data_dir, LocalPlatform::ingest_config_from_env()?)?;
-    let endpoint = Endpoint::new(&platform, args.api_key.clone(), Duration::from_secs(2))?;
+    let endpoint = Endpoint::new(&platform, api_key, Duration::from_secs(2))?;
     let feed = endpoint.feed.clone();
-    let listener = tokio::net::TcpListener::bind(&args.addr).await.with_context(|| format!("cannot listen on {}", args.addr))?;
+    let listener = args.listen.bind().await?;
     let raw_dir = platform.objects.bucket_dir(RAW_BUCKET);
     let models_dir = platform.objects.bucket_dir(MODELS_BUCKET);
     println!("cvops up: {}", data_dir.display());
