@@ -314,7 +314,7 @@ async fn drifted_traffic_is_flagged_and_asks_for_one_retraining_within_the_coold
     use cvops_core::ports::Queue;
     use cvops_monitor::{Monitor, MonitorConfig};
 
-    let (stack, _) = stack_with_model().await;
+    let (stack, snap) = stack_with_model().await;
     let db = cvops_local::open_database(&stack.dir.path().join("queue.sqlite")).unwrap();
     let queue = Arc::new(cvops_local::SqliteQueue::open(db, stack.clock.clone()).unwrap());
     queue.create_queue("training", None, 5).unwrap();
@@ -368,6 +368,12 @@ async fn drifted_traffic_is_flagged_and_asks_for_one_retraining_within_the_coold
     let latest = cvops_monitor::report::latest(stack.table.as_ref(), Some("digits")).await.unwrap();
     assert_eq!(latest.len(), 1);
     assert_eq!(latest[0].status, Status::Drift);
+
+    // A version whose baseline is gone is skipped, not the whole run.
+    stack.objects.delete(STORE, &snapshot::descriptor_key("digits", &snap.id)).await.unwrap();
+    let without = monitor.run(None).await.expect("the run goes on without that baseline");
+    let digits = without.iter().find(|r| r.model == "digits").unwrap();
+    assert!(digits.versions.is_empty() && digits.retraining.is_none(), "{digits:?}");
 }
 
 #[tokio::test]

@@ -75,7 +75,16 @@ impl Monitor {
                 let Some(lineage) = record.lineage.clone() else { continue };
                 let key = (lineage.dataset.clone(), lineage.snapshot.clone());
                 if !snapshots.contains_key(&key) {
-                    snapshots.insert(key.clone(), self.snapshot(&lineage.dataset, &lineage.snapshot).await?);
+                    match self.snapshot(&lineage.dataset, &lineage.snapshot).await {
+                        Ok(snapshot) => {
+                            snapshots.insert(key.clone(), snapshot);
+                        }
+                        // One version's lost baseline must not stop the report on every other.
+                        Err(e) => {
+                            tracing::error!(%model, version, error = %e, "no baseline to compare with; version skipped");
+                            continue;
+                        }
+                    }
                 }
                 let snapshot = &snapshots[&key];
                 let trained: BTreeMap<String, u64> = snapshot
