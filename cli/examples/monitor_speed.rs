@@ -36,12 +36,7 @@ async fn main() -> anyhow::Result<()> {
         height: 28,
     };
     for i in 0..50_000 {
-        let f = feature(i);
-        baseline.brightness.add(f.brightness);
-        baseline.contrast.add(f.contrast);
-        baseline.sharpness.add(f.sharpness);
-        baseline.width.add(28.0);
-        baseline.height.add(28.0);
+        baseline.add_features(&feature(i));
     }
     let counts = labels.iter().map(|l| (l.clone(), BTreeMap::from([(Split::Train, 5000u64)]))).collect();
     let snapshot = Snapshot {

@@ -78,20 +78,7 @@ fn training_distribution_traffic_stays_ok_and_a_brightness_shift_is_flagged() {
     let mut baseline = Baseline::default();
     let mut trained: BTreeMap<String, u64> = BTreeMap::new();
     for (class, grey) in &train {
-        let f = features(grey);
-        let mut one = Aggregate::default();
-        one.observe(&Observation { latency_ms: 0.0, error: false, prediction: None, features: Some(f) });
-        for (mine, theirs) in [
-            (&mut baseline.brightness, &one.features.brightness),
-            (&mut baseline.contrast, &one.features.contrast),
-            (&mut baseline.sharpness, &one.features.sharpness),
-            (&mut baseline.width, &one.features.width),
-            (&mut baseline.height, &one.features.height),
-        ] {
-            for (a, b) in mine.counts.iter_mut().zip(&theirs.counts) {
-                *a += b;
-            }
-        }
+        baseline.add_features(&features(grey));
         *trained.entry(class.to_string()).or_default() += 1;
     }
     let labels: Vec<String> = (0..10).map(|c| c.to_string()).collect();

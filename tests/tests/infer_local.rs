@@ -205,7 +205,8 @@ async fn every_request_feeds_its_versions_hourly_aggregate_and_low_confidence_in
         Arc::new(cvops_infer::Feed::new(stack.table.clone(), stack.objects.clone(), stack.clock.clone(), Some(STORE.into()), 1));
     let app = cvops_infer::router(models, InferConfig::new(MODELS), Some(feed.clone()));
 
-    let mut images: Vec<std::path::PathBuf> = walk_pngs(&cvops_tests::local::digits_dir().join("test"));
+    let mut images: Vec<std::path::PathBuf> =
+        cvops_tests::local::files_with_extension(&cvops_tests::local::digits_dir().join("test"), "png");
     images.truncate(60);
     let mut expected = monitoring::Aggregate::default();
     let mut low_confidence = 0;
@@ -276,27 +277,12 @@ async fn every_request_feeds_its_versions_hourly_aggregate_and_low_confidence_in
     }
 }
 
-fn walk_pngs(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "png") {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 /// The test digits of the sample set, inverted (white background) or as they are.
 fn digits_png(inverted: bool) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    for path in walk_pngs(&cvops_tests::local::digits_dir().join("test")).into_iter().take(150) {
+    for path in
+        cvops_tests::local::files_with_extension(&cvops_tests::local::digits_dir().join("test"), "png").into_iter().take(150)
+    {
         let mut grey = image::open(&path).unwrap().to_luma8();
         if inverted {
             image::imageops::invert(&mut grey);

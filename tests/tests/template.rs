@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use cvops_tests::local::files_with_extension;
 use yaml_serde::Value;
 
 fn root() -> PathBuf {
@@ -37,25 +38,12 @@ fn get<'a>(value: &'a Value, path: &[&str]) -> &'a Value {
 fn variables_read(crate_dir: &Path) -> BTreeSet<String> {
     let reads = regex::Regex::new(r#"\b(?:required|lookup|number|narrow|var)\("(CVOPS_[A-Z0-9_]+)"\)"#).unwrap();
     let mut found = BTreeSet::new();
-    for entry in walk(&crate_dir.join("src")) {
+    for entry in files_with_extension(&crate_dir.join("src"), "rs") {
         let text = std::fs::read_to_string(&entry).unwrap();
         let code = text.split("#[cfg(test)]").next().unwrap_or_default();
         found.extend(reads.captures_iter(code).map(|c| c[1].to_owned()));
     }
     found
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-    out
 }
 
 /// The Lambda function crates: functions/* with a binary that needs the `lambda` feature, by
@@ -138,8 +126,10 @@ fn every_variable_the_code_reads_is_set_and_nothing_else() {
 #[test]
 fn the_trainer_reads_only_what_dispatch_training_puts_in_the_job() {
     let trainer = variables_read(&root().join("functions/trainer"));
-    let dispatch: String =
-        walk(&root().join("functions/dispatch-training/src")).iter().map(|p| std::fs::read_to_string(p).unwrap()).collect();
+    let dispatch: String = files_with_extension(&root().join("functions/dispatch-training/src"), "rs")
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
     for variable in &trainer {
         assert!(dispatch.contains(&format!("\"{variable}\"")), "dispatch-training does not set {variable} for the trainer");
     }

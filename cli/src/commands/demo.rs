@@ -109,22 +109,15 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
             Some(newest)
         }
     };
-    // Twice over: the monitor judges a window from 1,000 requests on.
     traffic::send(&client, "digits", pinned, &held_out, Ok).await?.print("the val and test digits");
 
     println!("\n7. the monitor: that traffic against the baseline of the snapshot the model was trained on\n");
-    feed.flush().await.context("writing the monitoring counters")?;
-    for report in platform.monitor.run(Some("digits")).await? {
-        monitor::print_report(&report);
-    }
+    monitor_now(&platform, &feed).await?;
 
     println!("\n8. a shifted stream: the same digits inverted (white paper, dark ink), as a new scanner might send them\n");
     traffic::send(&client, "digits", pinned, &held_out, invert).await?.print("the inverted digits");
-    feed.flush().await.context("writing the monitoring counters")?;
     println!();
-    for report in platform.monitor.run(Some("digits")).await? {
-        monitor::print_report(&report);
-    }
+    monitor_now(&platform, &feed).await?;
     let _ = stop.send(());
     server.await.context("the endpoint stopped unexpectedly")??;
     if platform.queue.depth(TRAINING_QUEUE)? > 0 {
@@ -153,6 +146,16 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     );
     println!("  cvops validate --json path/to/*.jpg                                  # check files before uploading");
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the schedule would do now: the endpoint's pending counters written, the monitor run on
+/// `digits`, its report printed.
+async fn monitor_now(platform: &LocalPlatform, feed: &cvops_infer::Feed) -> anyhow::Result<()> {
+    feed.flush().await.context("writing the monitoring counters")?;
+    for report in platform.monitor.run(Some("digits")).await? {
+        monitor::print_report(&report);
+    }
+    Ok(())
 }
 
 /// The image with its grey levels inverted, as PNG.

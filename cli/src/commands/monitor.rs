@@ -25,15 +25,7 @@ pub struct Args {
 pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let (mut platform, _) = LocalPlatform::open(data_dir, LocalPlatform::ingest_config_from_env()?)?;
     if let Some(hours) = args.window_hours {
-        let mut config = LocalPlatform::monitor_config_from_env()?;
-        config.window_hours = hours.max(1);
-        platform.monitor = cvops_monitor::Monitor::new(
-            platform.table.clone(),
-            platform.objects.clone(),
-            platform.queue.clone(),
-            platform.clock.clone(),
-            config,
-        );
+        platform.monitor.set_window_hours(hours);
     }
     let reports = platform.monitor.run(args.model.as_deref()).await?;
     if reports.is_empty() {

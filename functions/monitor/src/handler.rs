@@ -42,6 +42,11 @@ impl Monitor {
         Self { table, objects, queue, clock, config }
     }
 
+    /// The same monitor over a window of `hours` hours (at least 1).
+    pub fn set_window_hours(&mut self, hours: u32) {
+        self.config.window_hours = hours.max(1);
+    }
+
     pub fn table(&self) -> &dyn Table {
         self.table.as_ref()
     }

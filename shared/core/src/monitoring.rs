@@ -45,6 +45,17 @@ impl InputFeatures {
     }
 }
 
+impl Baseline {
+    /// Adds one input's features, binned as a snapshot's baseline bins its samples.
+    pub fn add_features(&mut self, f: &InputFeatures) {
+        self.brightness.add(f.brightness);
+        self.contrast.add(f.contrast);
+        self.sharpness.add(f.sharpness);
+        self.width.add(f64::from(f.width));
+        self.height.add(f64::from(f.height));
+    }
+}
+
 /// What one request contributes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Observation {
@@ -96,12 +107,8 @@ impl Aggregate {
             self.confidence.add(score);
             self.low_confidence += u64::from(score < LOW_CONFIDENCE);
         }
-        if let Some(f) = observation.features {
-            self.features.brightness.add(f.brightness);
-            self.features.contrast.add(f.contrast);
-            self.features.sharpness.add(f.sharpness);
-            self.features.width.add(f64::from(f.width));
-            self.features.height.add(f64::from(f.height));
+        if let Some(f) = &observation.features {
+            self.features.add_features(f);
         }
     }
 

@@ -97,8 +97,9 @@ fn shares(h: &Histogram) -> Vec<f64> {
     h.counts.iter().map(|c| *c as f64 / total).collect()
 }
 
-fn bin_labels(h: &Histogram) -> Vec<String> {
-    h.centres().into_iter().map(|c| format!("{:.0}", h.unscaled(c))).collect()
+/// Each bin's centre in the value's units, with `decimals` decimals.
+fn bin_labels(h: &Histogram, decimals: usize) -> Vec<String> {
+    h.centres().into_iter().map(|c| format!("{:.decimals$}", h.unscaled(c))).collect()
 }
 
 fn write_version(html: &mut String, v: &VersionReport, hours: &[String], latency: (Vec<Option<f64>>, Vec<Option<f64>>)) {
@@ -139,7 +140,7 @@ fn write_version(html: &mut String, v: &VersionReport, hours: &[String], latency
         let title = format!("{}: training baseline against the window (share per bin)", f.feature);
         html.push_str(&svg::bars(
             &title,
-            &bin_labels(&f.baseline),
+            &bin_labels(&f.baseline, 0),
             &[("baseline", BASELINE, shares(&f.baseline)), ("window", WINDOW, shares(&f.window))],
             "",
         ));
@@ -161,7 +162,7 @@ fn write_version(html: &mut String, v: &VersionReport, hours: &[String], latency
     ));
     html.push_str(&svg::bars(
         "confidence of the top class (share per bin)",
-        &bin_labels_fraction(&a.confidence.histogram),
+        &bin_labels(&a.confidence.histogram, 2),
         &[("window", WINDOW, shares(&a.confidence.histogram))],
         "",
     ));
@@ -173,8 +174,4 @@ fn write_version(html: &mut String, v: &VersionReport, hours: &[String], latency
         "",
     ));
     html.push_str("</div>");
-}
-
-fn bin_labels_fraction(h: &Histogram) -> Vec<String> {
-    h.centres().into_iter().map(|c| format!("{c:.2}")).collect()
 }
