@@ -4,8 +4,8 @@
 #
 # CUDA_COMPUTE_CAP picks the GPU architecture the kernels are compiled for: 86 (A10G, g5) also
 # runs on 89 (L4, g6). The build has no GPU to ask, so it must be given.
-ARG CUDA_VERSION=12.6.3
-ARG UBUNTU=ubuntu22.04
+ARG CUDA_VERSION=13.0.0
+ARG UBUNTU=ubuntu24.04
 
 FROM nvidia/cuda:${CUDA_VERSION}-devel-${UBUNTU} AS build
 ARG RUST_VERSION=1.95.0

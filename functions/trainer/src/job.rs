@@ -45,8 +45,10 @@ impl Progress for Stderr {
 
 /// The device: the first GPU when built with `cuda` and one is present, else the CPU.
 pub fn device() -> Device {
+    // cudarc loads the driver at run time and panics, rather than erring, where there is none: a
+    // `cuda` build on a host without a GPU trains on the CPU instead of failing.
     #[cfg(feature = "cuda")]
-    if let Ok(device) = Device::new_cuda(0) {
+    if let Ok(Ok(device)) = std::panic::catch_unwind(|| Device::new_cuda(0)) {
         return device;
     }
     Device::Cpu
