@@ -22,3 +22,7 @@ time (timeout 170 target/device/cvops --data-dir "$OUT/demo" demo --samples samp
 grep -v '^loading' "$OUT"/demo/jobs/*.log | head -30
 grep -n 'accuracy' "$OUT/demo.txt" | head -8
 rm -rf "$OUT/demo/buckets" "$OUT/demo"/*.sqlite*
+# The check that matters: the model trained on the GPU passed register-model's gate (90% floor).
+grep -q '"promoted":true' "$OUT"/demo/jobs/*.log && grep -q ' on cuda$' "$OUT"/demo/jobs/*.log \
+    || { echo "FAILED: the demo's model was not trained on the GPU, or did not pass the gate"; exit 1; }
+echo "the demo's model was trained on the GPU and promoted"
