@@ -118,7 +118,7 @@ impl Cnn {
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let mut x = x.clone();
         for (conv, bn) in &self.blocks {
-            x = bn.forward_t(&conv.forward(&x)?, train)?.relu()?.max_pool2d(2)?;
+            x = max_pool_2x2(&bn.forward_t(&conv.forward(&x)?, train)?.relu()?)?;
         }
         self.head.forward(&x.mean(D::Minus1)?.mean(D::Minus1)?)
     }
@@ -157,4 +157,53 @@ pub fn trainable(vars: &VarMap) -> Vec<candle_core::Var> {
     let mut named: Vec<_> = data.iter().filter(|(name, _)| !name.contains("running_")).collect();
     named.sort_by(|a, b| a.0.cmp(b.0));
     named.into_iter().map(|(_, var)| var.clone()).collect()
+}
+
+
+/// 2x2 max-pooling with stride 2, dropping an odd last row and column (ONNX `MaxPool`'s floor
+/// mode, which the exporter writes), as a reshape and two maxima. Why not candle's `max_pool2d`:
+/// its gradient is a quarter of the right one, and for an odd size (the digits' 7x7 before the
+/// last pool) it lines the pooled values up with the wrong input positions, so some maxima get no
+/// gradient at all. A max's gradient goes to every input equal to it.
+pub fn max_pool_2x2(x: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let (rows, columns) = (h / 2, w / 2);
+    let even = if h % 2 == 0 && w % 2 == 0 {
+        x.clone()
+    } else {
+        x.narrow(2, 0, rows * 2)?.narrow(3, 0, columns * 2)?.contiguous()?
+    };
+    even.reshape((n, c, rows, 2, columns, 2))?.max(5)?.max(3)
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Var};
+
+    use super::*;
+
+    #[test]
+    fn pooling_matches_candle_forward_and_sends_each_max_its_whole_gradient() {
+        let device = Device::Cpu;
+        // Distinct values, so each window has one maximum; 7x7 leaves a row and a column out.
+        let values: Vec<f32> = (0..2 * 3 * 7 * 7).map(|i| ((i * 37) % 101) as f32).collect();
+        let x = Var::from_tensor(&Tensor::from_vec(values, (2, 3, 7, 7), &device).unwrap()).unwrap();
+        let ours = max_pool_2x2(x.as_tensor()).unwrap();
+        let theirs = x.as_tensor().max_pool2d(2).unwrap();
+        assert_eq!(ours.dims(), &[2, 3, 3, 3]);
+        assert_eq!(ours.flatten_all().unwrap().to_vec1::<f32>().unwrap(), theirs.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+
+        let gradient = ours.sum_all().unwrap().backward().unwrap();
+        let dx = gradient.get(x.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let input = x.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        for (plane, (dx, input)) in dx.chunks(49).zip(input.chunks(49)).enumerate() {
+            let mut expected = vec![0f32; 49];
+            for (py, px) in (0..3).flat_map(|py| (0..3).map(move |px| (py, px))) {
+                let window = [(2 * py) * 7 + 2 * px, (2 * py) * 7 + 2 * px + 1, (2 * py + 1) * 7 + 2 * px, (2 * py + 1) * 7 + 2 * px + 1];
+                let best = *window.iter().max_by(|a, b| input[**a].total_cmp(&input[**b])).unwrap();
+                expected[best] = 1.0;
+            }
+            assert_eq!(dx, expected.as_slice(), "plane {plane}");
+        }
+    }
 }
