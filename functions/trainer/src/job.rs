@@ -103,7 +103,7 @@ pub async fn run(
     ));
     let step = (snapshot.samples as usize / 10).max(1);
     let report = |done: usize, total: usize| {
-        if done % step == 0 || done == total {
+        if done.is_multiple_of(step) || done == total {
             progress.line(&format!("loading images {done}/{total}"));
         }
     };

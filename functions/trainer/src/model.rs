@@ -159,7 +159,6 @@ pub fn trainable(vars: &VarMap) -> Vec<candle_core::Var> {
     named.into_iter().map(|(_, var)| var.clone()).collect()
 }
 
-
 /// 2x2 max-pooling with stride 2, dropping an odd last row and column (ONNX `MaxPool`'s floor
 /// mode, which the exporter writes), as a reshape and two maxima. Why not candle's `max_pool2d`:
 /// its gradient is a quarter of the right one, and for an odd size (the digits' 7x7 before the
@@ -168,11 +167,8 @@ pub fn trainable(vars: &VarMap) -> Vec<candle_core::Var> {
 pub fn max_pool_2x2(x: &Tensor) -> Result<Tensor> {
     let (n, c, h, w) = x.dims4()?;
     let (rows, columns) = (h / 2, w / 2);
-    let even = if h % 2 == 0 && w % 2 == 0 {
-        x.clone()
-    } else {
-        x.narrow(2, 0, rows * 2)?.narrow(3, 0, columns * 2)?.contiguous()?
-    };
+    let even =
+        if h % 2 == 0 && w % 2 == 0 { x.clone() } else { x.narrow(2, 0, rows * 2)?.narrow(3, 0, columns * 2)?.contiguous()? };
     even.reshape((n, c, rows, 2, columns, 2))?.max(5)?.max(3)
 }
 
@@ -191,7 +187,10 @@ mod tests {
         let ours = max_pool_2x2(x.as_tensor()).unwrap();
         let theirs = x.as_tensor().max_pool2d(2).unwrap();
         assert_eq!(ours.dims(), &[2, 3, 3, 3]);
-        assert_eq!(ours.flatten_all().unwrap().to_vec1::<f32>().unwrap(), theirs.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        assert_eq!(
+            ours.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            theirs.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        );
 
         let gradient = ours.sum_all().unwrap().backward().unwrap();
         let dx = gradient.get(x.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
@@ -199,7 +198,8 @@ mod tests {
         for (plane, (dx, input)) in dx.chunks(49).zip(input.chunks(49)).enumerate() {
             let mut expected = vec![0f32; 49];
             for (py, px) in (0..3).flat_map(|py| (0..3).map(move |px| (py, px))) {
-                let window = [(2 * py) * 7 + 2 * px, (2 * py) * 7 + 2 * px + 1, (2 * py + 1) * 7 + 2 * px, (2 * py + 1) * 7 + 2 * px + 1];
+                let window =
+                    [(2 * py) * 7 + 2 * px, (2 * py) * 7 + 2 * px + 1, (2 * py + 1) * 7 + 2 * px, (2 * py + 1) * 7 + 2 * px + 1];
                 let best = *window.iter().max_by(|a, b| input[**a].total_cmp(&input[**b])).unwrap();
                 expected[best] = 1.0;
             }
