@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Model latency: tract (what cvops serves with) against onnxruntime (../shared/peers/ort_infer.py),
-batch 1, one thread each, same input, same run, on this machine. Prints a Markdown table for the
+"""Model latency: tract, and what the endpoint runs (`LoadedModel`: the direct runner for the
+trainer's architecture where the CPU allows, else tract), against onnxruntime
+(../shared/peers/ort_infer.py), batch 1, one thread each, same input, same run, on this machine. Prints a Markdown table for the
 README.
 
     cargo build --release -p cvops-inference --example latency
@@ -69,14 +70,16 @@ def main():
         if args.own:
             dirs.append(own_model_dir(args.own, work))
         print(f"Machine: {machine()}. Batch 1, one thread each, {args.runs} runs after 5 warm-ups; medians.\n")
-        print("| model | tract load | tract median | onnxruntime load | onnxruntime median | tract / onnxruntime | tract vs output.npy |")
-        print("|---|---:|---:|---:|---:|---:|---:|")
+        print("| model | tract load | tract median | onnxruntime load | onnxruntime median | tract / onnxruntime "
+              "| cvops runner | cvops median | cvops / onnxruntime | tract vs output.npy |")
+        print("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|")
         for d in dirs:
             t, p = tract(d, args.runs), peer(d, args.runs)
             error = t["relative_error_vs_output_npy"]
             print(
                 f"| {d.name} | {t['load_ms']:.0f} ms | {t['median_ms']:.3f} ms | {p['load_ms']:.0f} ms | {p['median_ms']:.3f} ms "
-                f"| **{t['median_ms'] / p['median_ms']:.2f}x** | {'-' if error is None else f'{error:.1e}'} |"
+                f"| **{t['median_ms'] / p['median_ms']:.2f}x** | {t['cvops_runner']} | {t['cvops_median_ms']:.3f} ms "
+                f"| **{t['cvops_median_ms'] / p['median_ms']:.2f}x** | {'-' if error is None else f'{error:.1e}'} |"
             )
 
 

@@ -1,10 +1,13 @@
 //! tract's side of the inference latency benchmark (`bench/infer_latency.py` runs it beside the
 //! onnxruntime peer): loads `MODEL_DIR/model.onnx` for the shape of `MODEL_DIR/input.npy`, checks
 //! the output against `output.npy` when there is one, then times RUNS single-image runs after 5
-//! warm-ups on one thread. Prints one JSON line.
+//! warm-ups on one thread; then the same through `LoadedModel`, what the endpoint runs (the direct
+//! runner for the trainer's architecture where the CPU allows it, else tract). Prints one JSON line.
 
 use std::time::Instant;
 
+use cvops_core::preprocess::InputSpec;
+use cvops_inference::LoadedModel;
 use tract_onnx::prelude::*;
 
 /// A little-endian float32 `.npy` (format 1.0): its shape and values.
@@ -59,6 +62,30 @@ fn main() -> TractResult<()> {
         times.push(started.elapsed().as_secs_f64() * 1e3);
     }
     times.sort_by(f64::total_cmp);
+
+    // The endpoint's way: a card-shaped spec (the normalisation does not matter to the timing).
+    let [1, channels, height, width] = shape[..] else { anyhow::bail!("the input must be [1, C, H, W]") };
+    let spec = InputSpec {
+        name: "input".into(),
+        width: width as u32,
+        height: height as u32,
+        channels: channels as u8,
+        mean: vec![0.0; channels],
+        std: vec![1.0; channels],
+    };
+    let started = Instant::now();
+    let served = LoadedModel::load(&std::fs::read(dir.join("model.onnx"))?, &spec, ours.len())?;
+    let served_load_ms = started.elapsed().as_secs_f64() * 1e3;
+    let mut served_times = Vec::with_capacity(runs);
+    for _ in 0..5 {
+        served.logits(&input)?;
+    }
+    for _ in 0..runs {
+        let started = Instant::now();
+        served.logits(&input)?;
+        served_times.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    served_times.sort_by(f64::total_cmp);
     println!(
         "{}",
         serde_json::json!({
@@ -67,6 +94,9 @@ fn main() -> TractResult<()> {
             "median_ms": times[times.len() / 2],
             "min_ms": times[0],
             "relative_error_vs_output_npy": relative_error,
+            "cvops_runner": served.runner(),
+            "cvops_load_ms": served_load_ms,
+            "cvops_median_ms": served_times[served_times.len() / 2],
         })
     );
     Ok(())

@@ -5,8 +5,16 @@
 //! (the graph's batch dimension is symbolic), optimised, and made runnable. Preprocessing is
 //! `cvops_core::preprocess`, the trainer's own, so scores here equal the trainer's and
 //! register-model's.
+//!
+//! The trainer's own architecture runs on [`direct::DirectModel`] where the CPU allows it (x86-64
+//! with AVX2 and FMA), after its output has been checked against tract's at load; every other
+//! model, and every model elsewhere, runs on tract.
+
+pub mod direct;
 
 use std::io::Cursor;
+
+use direct::DirectModel;
 
 use cvops_core::preprocess::{preprocess, InputSpec};
 use image::DynamicImage;
@@ -41,13 +49,39 @@ type Plan = TypedRunnableModel<TypedModel>;
 #[derive(Debug, Clone)]
 pub struct LoadedModel {
     plan: Plan,
+    /// The direct runner, when the model is the trainer's architecture and it agreed with tract.
+    direct: Option<DirectModel>,
     spec: InputSpec,
     classes: usize,
 }
 
+/// A fixed input for comparing runners at load: values spread over the normalised range.
+fn probe_input(len: usize) -> Vec<f32> {
+    (0..len).map(|i| ((i as u64 * 2_654_435_761) % 1000) as f32 / 250.0 - 2.0).collect()
+}
+
 impl LoadedModel {
-    /// Parses, pins the input shape, optimises, and checks that the output has `classes` values.
+    /// Parses, pins the input shape, optimises, and checks that the output has `classes` values;
+    /// takes the direct runner when the model is the trainer's architecture and it agrees with
+    /// tract on a probe input.
     pub fn load(onnx: &[u8], spec: &InputSpec, classes: usize) -> Result<Self, ModelError> {
+        let mut model = Self::load_tract_only(onnx, spec, classes)?;
+        if let Some(direct) = DirectModel::from_onnx(onnx, spec) {
+            let probe = probe_input(spec.len());
+            let (theirs, ours) = (model.logits(&probe)?, direct.logits(&probe));
+            let scale = theirs.iter().fold(1f32, |m, v| m.max(v.abs()));
+            let worst = ours.iter().zip(&theirs).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            if ours.len() == theirs.len() && worst <= 1e-4 * scale {
+                model.direct = Some(direct);
+            } else {
+                tracing::warn!(worst, scale, "the direct runner disagrees with tract on this model; tract runs it");
+            }
+        }
+        Ok(model)
+    }
+
+    /// The same, always on tract (the benchmarks compare the two runners in one run).
+    pub fn load_tract_only(onnx: &[u8], spec: &InputSpec, classes: usize) -> Result<Self, ModelError> {
         spec.check().map_err(ModelError::Unloadable)?;
         let unloadable = |e: TractError| ModelError::Unloadable(format!("{e:#}"));
         let plan = std::panic::catch_unwind(|| -> Result<Plan, ModelError> {
@@ -63,7 +97,7 @@ impl LoadedModel {
                 .map_err(unloadable)
         })
         .map_err(|_| ModelError::Unloadable("the ONNX parser panicked on these bytes".into()))??;
-        let model = Self { plan, spec: spec.clone(), classes };
+        let model = Self { plan, direct: None, spec: spec.clone(), classes };
         let probe = model.logits(&vec![0.0; spec.len()])?;
         if probe.len() != classes {
             return Err(ModelError::OutputShape { found: vec![1, probe.len()], labels: classes });
@@ -79,8 +113,20 @@ impl LoadedModel {
         self.classes
     }
 
+    /// Which runner answers: `direct` or `tract`.
+    pub fn runner(&self) -> &'static str {
+        if self.direct.is_some() {
+            "direct"
+        } else {
+            "tract"
+        }
+    }
+
     /// Logits for one preprocessed input (`spec.len()` values, CHW).
     pub fn logits(&self, input: &[f32]) -> Result<Vec<f32>, ModelError> {
+        if let Some(direct) = self.direct.as_ref().filter(|_| input.len() == self.spec.len()) {
+            return Ok(direct.logits(input));
+        }
         let shape = self.spec.shape(1);
         let tensor = Tensor::from_shape(&shape, input).map_err(|e| ModelError::Run(format!("{e:#}")))?;
         let outputs = self.plan.run(tvec!(tensor.into())).map_err(|e| ModelError::Run(format!("{e:#}")))?;
