@@ -19,21 +19,48 @@ use tract_onnx::prelude::Framework;
 /// Output channels per vector: the kernel's register block.
 const LANES: usize = 8;
 
+/// A 3x3 convolution (stride 1, padding 1) with its bias and a ReLU fused: one block of the
+/// runner, and what `examples/direct_conv.rs` times on its own.
 #[derive(Debug, Clone)]
-struct Block {
+pub struct ConvLayer {
     inputs: usize,
     outputs: usize,
     height: usize,
     width: usize,
-    /// Weights with batch norm folded in, packed `[outputs / 8][inputs][9][8]`.
+    /// The weights packed `[outputs / 8][inputs][9][8]`, eight output channels per vector.
     packed: Vec<f32>,
     bias: Vec<f32>,
+}
+
+impl ConvLayer {
+    /// A layer for `height` x `width` inputs from `weights` `[outputs][inputs][3][3]`; `None`
+    /// where this CPU lacks the kernel's instructions, `outputs` is not a multiple of 8, or the
+    /// sizes disagree.
+    pub fn new(weights: &[f32], bias: Vec<f32>, inputs: usize, height: usize, width: usize) -> Option<Self> {
+        let outputs = bias.len();
+        if !kernel::available() || !outputs.is_multiple_of(LANES) || weights.len() != outputs * inputs * 9 {
+            return None;
+        }
+        let mut packed = vec![0f32; weights.len()];
+        for (index, weight) in weights.iter().enumerate() {
+            let (o, i, k) = (index / (inputs * 9), index / 9 % inputs, index % 9);
+            packed[((o / LANES * inputs + i) * 9 + k) * LANES + o % LANES] = *weight;
+        }
+        Some(Self { inputs, outputs, height, width, packed, bias })
+    }
+
+    /// Convolves `input`, zero-padded by one on each side, into `out[o / 8][y][x][o % 8]`.
+    /// `group` is the input's layout: 1 for planes (`[c][y][x]`), 8 for this layer's own output
+    /// layout (`[c / 8][y][x][c % 8]`).
+    pub fn run(&self, input: &[f32], group: usize, out: &mut [f32]) {
+        kernel::conv3x3_bias_relu(input, group, self, out)
+    }
 }
 
 /// The trainer's network, ready to run one image at a time without tract.
 #[derive(Debug, Clone)]
 pub struct DirectModel {
-    blocks: Vec<Block>,
+    blocks: Vec<ConvLayer>,
     /// `[classes][features]`, as ONNX `Gemm` with `transB = 1` holds it.
     head_weight: Vec<f32>,
     head_bias: Vec<f32>,
@@ -119,10 +146,7 @@ impl DirectModel {
             }
             let (dims, kernel) = weights.get(conv.input.get(1)?.as_str())?;
             let outputs = dimension(dims.first()?)?;
-            if dims[..] != [outputs as i64, channels as i64, 3, 3]
-                || kernel.len() != outputs * channels * 9
-                || !outputs.is_multiple_of(LANES)
-            {
+            if dims[..] != [outputs as i64, channels as i64, 3, 3] || kernel.len() != outputs * channels * 9 {
                 return None;
             }
             let conv_bias = match conv.input.get(2) {
@@ -132,19 +156,11 @@ impl DirectModel {
             let parameter = |i: usize| get(bn.input.get(i)?, outputs).map(|(_, v)| v.clone());
             let (gamma, beta, mean, variance) = (parameter(1)?, parameter(2)?, parameter(3)?, parameter(4)?);
             let epsilon = float(bn, "epsilon").unwrap_or(1e-5);
-            let mut packed = vec![0f32; outputs * channels * 9];
-            let mut bias = vec![0f32; outputs];
-            for o in 0..outputs {
-                let scale = gamma[o] / (variance[o] + epsilon).sqrt();
-                bias[o] = beta[o] + (conv_bias[o] - mean[o]) * scale;
-                for i in 0..channels {
-                    for k in 0..9 {
-                        packed[((o / LANES * channels + i) * 9 + k) * LANES + o % LANES] =
-                            kernel[(o * channels + i) * 9 + k] * scale;
-                    }
-                }
-            }
-            blocks.push(Block { inputs: channels, outputs, height, width, packed, bias });
+            // Batch norm folded into the convolution: y = scale * (conv + b - mean) + beta.
+            let scales: Vec<f32> = gamma.iter().zip(&variance).map(|(g, v)| g / (v + epsilon).sqrt()).collect();
+            let bias = (0..outputs).map(|o| beta[o] + (conv_bias[o] - mean[o]) * scales[o]).collect();
+            let folded: Vec<f32> = kernel.iter().enumerate().map(|(i, w)| w * scales[i / (channels * 9)]).collect();
+            blocks.push(ConvLayer::new(&folded, bias, channels, height, width)?);
             current = pool.output.first()?.clone();
             (channels, height, width) = (outputs, height / 2, width / 2);
         }
@@ -191,7 +207,7 @@ impl DirectModel {
         for block in &self.blocks {
             let (h, w) = (block.height, block.width);
             let mut convolved = vec![0f32; block.outputs * h * w];
-            kernel::conv3x3_bias_relu(&padded, group, block, &mut convolved);
+            block.run(&padded, group, &mut convolved);
             // Pooled into the next layer's input: channel-blocked, with a zero border.
             let (ph, pw) = (h / 2, w / 2);
             padded = vec![0f32; block.outputs * (ph + 2) * (pw + 2)];
@@ -234,7 +250,7 @@ impl DirectModel {
 
 #[cfg(target_arch = "x86_64")]
 mod kernel {
-    use super::{Block, LANES};
+    use super::{ConvLayer, LANES};
 
     pub fn available() -> bool {
         is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
@@ -243,9 +259,9 @@ mod kernel {
     /// `input` is zero-padded by one on each side; value (c, y, x) sits at
     /// `(c / group) * plane + c % group + (y * padded_width + x) * group`, with `group` 1 for
     /// planes and 8 for the channel-blocked layout this writes: `out[o / 8][y][x][o % 8]`.
-    pub fn conv3x3_bias_relu(input: &[f32], group: usize, block: &Block, out: &mut [f32]) {
+    pub fn conv3x3_bias_relu(input: &[f32], group: usize, block: &ConvLayer, out: &mut [f32]) {
         let (h, w) = (block.height, block.width);
-        assert!(available(), "checked when the model was loaded");
+        assert!(available(), "checked when the layer was made");
         assert_eq!(input.len(), block.inputs.div_ceil(group) * group * (h + 2) * (w + 2));
         assert_eq!(out.len(), block.outputs * h * w);
         // SAFETY: the CPU has AVX2 and FMA (checked above), and every read stays inside `input`
@@ -265,7 +281,7 @@ mod kernel {
     const PIXELS: usize = 7;
 
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn conv<const GROUP: usize>(input: &[f32], block: &Block, out: &mut [f32]) {
+    unsafe fn conv<const GROUP: usize>(input: &[f32], block: &ConvLayer, out: &mut [f32]) {
         use std::arch::x86_64::*;
         let (h, w, cin) = (block.height, block.width, block.inputs);
         let padded_width = w + 2;
@@ -340,14 +356,14 @@ mod kernel {
 
 #[cfg(not(target_arch = "x86_64"))]
 mod kernel {
-    use super::Block;
+    use super::ConvLayer;
 
     pub fn available() -> bool {
         false
     }
 
-    pub fn conv3x3_bias_relu(_input: &[f32], _group: usize, _block: &Block, _out: &mut [f32]) {
-        unreachable!("the direct runner is only built where the kernel is available")
+    pub fn conv3x3_bias_relu(_input: &[f32], _group: usize, _block: &ConvLayer, _out: &mut [f32]) {
+        unreachable!("a ConvLayer is only made where the kernel is available")
     }
 }
 
