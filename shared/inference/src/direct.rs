@@ -2,7 +2,7 @@
 //! 2x2 max-pool blocks, global average pool, linear. Why: on these small convolutions tract's
 //! im2col and matrix product run at about 48 GFLOP/s and the whole model takes 2.9x onnxruntime's
 //! time; a direct 3x3 kernel blocked in registers (8 output channels per AVX2 vector, 7 output
-//! pixels per block, bias and ReLU fused) runs the same layers at 86-98 GFLOP/s.
+//! pixels per block, bias and ReLU fused) runs the same layers at about 100 GFLOP/s.
 //!
 //! It is used only when the graph is exactly that architecture, the CPU has AVX2 and FMA, and its
 //! output matches tract's on a probe input at load ([`crate::LoadedModel::load`]); anything else
