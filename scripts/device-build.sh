@@ -54,13 +54,11 @@ PY
 
 cp Cargo.lock "$CACHE/Cargo.lock.kept"
 trap 'cp "$CACHE/Cargo.lock.kept" Cargo.lock' EXIT
-PATH=$TOOLKIT/bin:$PATH CUDA_ROOT=$TOOLKIT CUDA_COMPUTE_CAP=$COMPUTE_CAP CUDARC_CUDA_VERSION=13000 \
-LIBRARY_PATH=$CACHE/link \
-    cargo build --release -p cvops --features cuda --config "patch.crates-io.cudarc.path=\"$CACHE/cudarc\""
-PATH=$TOOLKIT/bin:$PATH CUDA_ROOT=$TOOLKIT CUDA_COMPUTE_CAP=$COMPUTE_CAP CUDARC_CUDA_VERSION=13000 \
-LIBRARY_PATH=$CACHE/link \
-    cargo build --release -p cvops-trainer --features cuda --example throughput \
-        --config "patch.crates-io.cudarc.path=\"$CACHE/cudarc\""
+export PATH=$TOOLKIT/bin:$PATH CUDA_ROOT=$TOOLKIT CUDA_COMPUTE_CAP=$COMPUTE_CAP CUDARC_CUDA_VERSION=13000 \
+    LIBRARY_PATH=$CACHE/link
+PATCH="patch.crates-io.cudarc.path=\"$CACHE/cudarc\""
+cargo build --release -p cvops --features cuda --config "$PATCH"
+cargo build --release -p cvops-trainer --features cuda --example throughput --config "$PATCH"
 TARGET=${CARGO_TARGET_DIR:-target}
 cp "$TARGET/release/cvops" "$TARGET/release/examples/throughput" "$OUT/"
 strip "$OUT/cvops" "$OUT/throughput"

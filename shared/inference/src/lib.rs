@@ -14,9 +14,8 @@ pub mod direct;
 
 use std::io::Cursor;
 
-use direct::DirectModel;
-
 use cvops_core::preprocess::{preprocess, InputSpec};
+use direct::DirectModel;
 use image::DynamicImage;
 use tract_onnx::prelude::*;
 
