@@ -73,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
                 hyperparameters: BTreeMap::new(),
             }),
             evaluation: None,
+            evaluation_key: None,
             gate: None,
             registered_at: now.clone(),
         },

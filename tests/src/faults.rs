@@ -9,13 +9,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use cvops_core::ports::{Item, ListPage, ObjectMeta, ObjectStore, ObjectStoreError, Page, Table, TableError};
+use cvops_core::ports::{
+    Item, JobRunner, JobSpec, JobStatus, JobsError, ListPage, ObjectMeta, ObjectStore, ObjectStoreError, Page, Table, TableError,
+};
 
 /// What goes wrong, shared by every wrapper built on it, so calls are counted across ports.
 #[derive(Debug, Default)]
 pub struct FaultPlan {
     calls: AtomicUsize,
     failing: Mutex<BTreeSet<usize>>,
+    /// Writes of items whose partition or sort key starts with one of these fail until healed.
+    failing_writes: Mutex<Vec<String>>,
     delay: Mutex<Option<Duration>>,
 }
 
@@ -40,8 +44,15 @@ impl FaultPlan {
         *self.delay.lock().unwrap() = Some(delay);
     }
 
+    /// Every write (put, put-if-absent, put-if-version) of an item whose partition or sort key
+    /// starts with `prefix` fails, until [`Self::heal`].
+    pub fn fail_writes_to(&self, prefix: &str) {
+        self.failing_writes.lock().unwrap().push(prefix.to_owned());
+    }
+
     pub fn heal(&self) {
         self.failing.lock().unwrap().clear();
+        self.failing_writes.lock().unwrap().clear();
         *self.delay.lock().unwrap() = None;
     }
 
@@ -53,6 +64,20 @@ impl FaultPlan {
             tokio::time::sleep(delay).await;
         }
         self.failing.lock().unwrap().remove(&n).then(|| format!("injected throttling on call {n} ({operation})"))
+    }
+
+    /// [`Self::check`] for a write of `item`.
+    async fn check_write(&self, operation: &str, item: &Item) -> Option<String> {
+        let refused = self
+            .failing_writes
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|p| item.pk.starts_with(p.as_str()) || item.sk.starts_with(p.as_str()));
+        match self.check(operation).await {
+            None if refused => Some(format!("injected failure writing {} ({operation})", item.sk)),
+            other => other,
+        }
     }
 }
 
@@ -119,19 +144,19 @@ fn table_fault(message: String) -> TableError {
 #[async_trait]
 impl Table for FaultyTable {
     async fn put(&self, item: Item) -> Result<u64, TableError> {
-        match self.plan.check("put").await {
+        match self.plan.check_write("put", &item).await {
             Some(m) => Err(table_fault(m)),
             None => self.inner.put(item).await,
         }
     }
     async fn put_if_absent(&self, item: Item) -> Result<u64, TableError> {
-        match self.plan.check("put_if_absent").await {
+        match self.plan.check_write("put_if_absent", &item).await {
             Some(m) => Err(table_fault(m)),
             None => self.inner.put_if_absent(item).await,
         }
     }
     async fn put_if_version(&self, item: Item, expected_version: u64) -> Result<u64, TableError> {
-        match self.plan.check("put_if_version").await {
+        match self.plan.check_write("put_if_version", &item).await {
             Some(m) => Err(table_fault(m)),
             None => self.inner.put_if_version(item, expected_version).await,
         }
@@ -165,5 +190,36 @@ impl Table for FaultyTable {
             Some(m) => Err(table_fault(m)),
             None => self.inner.delete(pk, sk).await,
         }
+    }
+}
+
+/// A job runner that counts the jobs it is asked to submit.
+#[derive(Debug)]
+pub struct CountingJobRunner {
+    pub inner: Arc<dyn JobRunner>,
+    submits: AtomicUsize,
+}
+
+impl CountingJobRunner {
+    pub fn new(inner: Arc<dyn JobRunner>) -> Self {
+        Self { inner, submits: AtomicUsize::new(0) }
+    }
+
+    pub fn submits(&self) -> usize {
+        self.submits.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl JobRunner for CountingJobRunner {
+    async fn submit(&self, spec: &JobSpec) -> Result<String, JobsError> {
+        self.submits.fetch_add(1, Ordering::SeqCst);
+        self.inner.submit(spec).await
+    }
+    async fn find(&self, name: &str) -> Result<Option<String>, JobsError> {
+        self.inner.find(name).await
+    }
+    async fn describe(&self, id: &str) -> Result<JobStatus, JobsError> {
+        self.inner.describe(id).await
     }
 }

@@ -49,12 +49,19 @@ impl LocalStack {
     /// Uploads the first `per_label` digits of every label of each split into `dataset` and
     /// ingests them as S3 events would; returns how many were uploaded.
     pub async fn upload_digits(&self, dataset: &str, per_label: [(&str, usize); 3]) -> usize {
+        self.upload_digits_as(dataset, per_label, |digit| digit.to_string()).await
+    }
+
+    /// [`Self::upload_digits`] with each digit's folder named by `label`: the same images as
+    /// another task.
+    pub async fn upload_digits_as(&self, dataset: &str, per_label: [(&str, usize); 3], label: impl Fn(u32) -> String) -> usize {
         use cvops_core::ports::ObjectStore;
         let ingest = self.ingest();
         let mut uploaded = 0;
         for (split, count) in per_label {
-            for label in 0..10 {
-                let dir = digits_dir().join(split).join(label.to_string());
+            for digit in 0..10 {
+                let dir = digits_dir().join(split).join(digit.to_string());
+                let label = label(digit);
                 let mut names: Vec<_> = std::fs::read_dir(&dir).expect("the digits").map(|e| e.unwrap().path()).collect();
                 names.sort();
                 for path in names.into_iter().take(count) {

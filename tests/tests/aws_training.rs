@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use cvops_aws::{DynamoTable, S3ObjectStore};
 use cvops_core::clock::SystemClock;
+use cvops_core::metrics::Confusion;
 use cvops_core::model_card::{run_prefix, CARD_FILE};
 use cvops_core::ports::ObjectStore;
 use cvops_core::registry;
@@ -16,7 +17,7 @@ use cvops_register_model::{Outcome, Register};
 use cvops_tests::events::{card_event, s3_event, S3_PUT};
 use cvops_tests::local::digits_dir;
 use cvops_tests::moto;
-use cvops_tests::training::{values, Buckets, Quiet};
+use cvops_tests::training::{record_run, values, Buckets, Quiet};
 use cvops_trainer::job::device;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -53,6 +54,7 @@ async fn a_model_trained_from_s3_is_registered_and_promoted_in_dynamodb() {
     let config = buckets.trainer_config(&snap.id, "run-aws", values(&[("epochs", 2.0), ("width", 4.0)]));
     let card = cvops_trainer::run(&config, objects.as_ref(), &device(), &Quiet).await.unwrap();
     assert_eq!(card.metrics.test.images, 30);
+    record_run(dynamo.as_ref(), "digits", "run-aws", "digits", &snap.id).await;
 
     let register = Register::new(dynamo.clone(), objects.clone(), Arc::new(SystemClock), buckets.register_config(0.0));
     let card_key = format!("{}{CARD_FILE}", run_prefix("digits", "run-aws", 0));
@@ -66,4 +68,24 @@ async fn a_model_trained_from_s3_is_registered_and_promoted_in_dynamodb() {
         vec![Outcome::AlreadyRegistered { model: "digits".into(), version: 1 }],
         "a redelivered card event registers nothing new"
     );
+
+    // A version of 400 labels: its evaluation goes beside the record, which stays well under
+    // DynamoDB's 400 KB item limit, and comes back whole.
+    let labels: Vec<String> = (0..400).map(|i| format!("a-rather-long-class-name-{i:03}")).collect();
+    let mut confusion = Confusion::new(labels.clone());
+    for i in 0..400 {
+        confusion.add(i, (i * 7) % 400);
+    }
+    let mut wide = version.as_ref().clone();
+    wide.version = 2;
+    wide.labels = labels;
+    registry::attach_evaluation(objects.as_ref(), &store, &mut wide, confusion.evaluation()).await.unwrap();
+    assert!(wide.evaluation_key.is_some(), "the large evaluation is in the store bucket");
+    let item = cvops_core::ports::Item::from_record(registry::model_pk("digits"), registry::version_sk(2), &wide).unwrap();
+    let size = serde_json::to_vec(&item.attrs).unwrap().len();
+    assert!(size < 100_000, "the version record is {size} bytes");
+    registry::put_version(dynamo.as_ref(), &wide).await.unwrap();
+    let stored = registry::get_version(dynamo.as_ref(), "digits", 2).await.unwrap().unwrap();
+    let whole = registry::full_evaluation(objects.as_ref(), &store, &stored).await.unwrap().unwrap();
+    assert_eq!((whole.confusion.len(), whole.per_class.len()), (400, 400));
 }

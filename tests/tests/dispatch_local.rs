@@ -16,6 +16,7 @@ use cvops_dispatch_training::handler::{run_pk, BatchJobDetail};
 use cvops_dispatch_training::{Dispatch, DispatchConfig, DispatchEvent, RunRecord, RunStatus};
 use cvops_ingest::IngestConfig;
 use cvops_local::ProcessJobRunner;
+use cvops_tests::faults::{CountingJobRunner, FaultPlan, FaultyTable};
 
 const REQUEST: &[u8] = include_bytes!("../../events/training-request.json");
 const STATE_CHANGE: &[u8] = include_bytes!("../../events/batch-job-state-change.json");
@@ -37,17 +38,7 @@ async fn env() -> Env {
     upload_dir(&platform, &mut events, &DatasetName::parse("digits").unwrap(), &samples).await.unwrap();
     platform.queue.create_queue(DLQ, None, 0).unwrap();
     let jobs = Arc::new(ProcessJobRunner::new(dir.path().join("jobs")).unwrap());
-    let env_file = dir.path().join("job-env-$AWS_BATCH_JOB_ARRAY_INDEX.txt").display().to_string();
-    let config = DispatchConfig {
-        raw_bucket: "raw".into(),
-        store_bucket: "store".into(),
-        models_bucket: "models".into(),
-        dead_letter_queue: DLQ.into(),
-        trainer_image: "cvops-trainer:test".into(),
-        trainer_command: vec!["sh".into(), "-c".into(), format!("env | grep ^CVOPS_ | sort > \"{env_file}\"")],
-        gpus: 1,
-        job_env: BTreeMap::from([("CVOPS_TABLE".to_owned(), "local".to_owned())]),
-    };
+    let config = config(dir.path());
     let dispatch = Dispatch::new(
         platform.table.clone(),
         platform.objects.clone(),
@@ -57,6 +48,20 @@ async fn env() -> Env {
         config,
     );
     Env { dir, platform, jobs, dispatch }
+}
+
+fn config(dir: &std::path::Path) -> DispatchConfig {
+    let env_file = dir.join("job-env-$AWS_BATCH_JOB_ARRAY_INDEX.txt").display().to_string();
+    DispatchConfig {
+        raw_bucket: "raw".into(),
+        store_bucket: "store".into(),
+        models_bucket: "models".into(),
+        dead_letter_queue: DLQ.into(),
+        trainer_image: "cvops-trainer:test".into(),
+        trainer_command: vec!["sh".into(), "-c".into(), format!("env | grep ^CVOPS_ | sort > \"{env_file}\"")],
+        gpus: 1,
+        job_env: BTreeMap::from([("CVOPS_TABLE".to_owned(), "local".to_owned())]),
+    }
 }
 
 fn sqs_event(body: &str, message_id: &str) -> DispatchEvent {
@@ -176,4 +181,45 @@ async fn job_state_changes_move_the_run_forward_and_never_back() {
     let mut other: EventBridgeEvent<BatchJobDetail> = serde_json::from_slice(STATE_CHANGE).unwrap();
     other.detail.job_id = "someone-else".into();
     env.dispatch.handle(&DispatchEvent::JobStateChange(Box::new(other))).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_request_redelivered_after_its_submit_went_unrecorded_submits_no_second_job() {
+    let env = env().await;
+    let plan = FaultPlan::new();
+    let table = Arc::new(FaultyTable { inner: env.platform.table.clone(), plan: plan.clone() });
+    let jobs = Arc::new(CountingJobRunner::new(env.jobs.clone()));
+    let platform = &env.platform;
+    let dispatch = Dispatch::new(
+        table,
+        platform.objects.clone(),
+        platform.queue.clone(),
+        jobs.clone(),
+        platform.clock.clone(),
+        config(env.dir.path()),
+    );
+    let body = r#"{"dataset": "digits", "model": "m", "hyperparameters": {"epochs": 2}}"#;
+
+    // The job is submitted, then recording it fails: SQS will redeliver the message.
+    plan.fail_writes_to("JOB#");
+    let response = dispatch.handle(&sqs_event(body, "message-1")).await.unwrap();
+    assert_eq!(response.batch_item_failures.len(), 1, "{response:?}");
+    assert_eq!(jobs.submits(), 1);
+    assert_eq!(env.runs("m").await[0].status, RunStatus::Submitting, "claimed, job id not yet recorded");
+
+    // Another message for the same run while the claim holds: retried later, submits nothing.
+    let response = dispatch.handle(&sqs_event(body, "message-2")).await.unwrap();
+    assert_eq!(response.batch_item_failures.len(), 1, "{response:?}");
+    assert_eq!(jobs.submits(), 1);
+
+    // The redelivery finds the job by its deterministic name and records it.
+    plan.heal();
+    let response = dispatch.handle(&sqs_event(body, "message-1")).await.unwrap();
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    assert_eq!(jobs.submits(), 1, "exactly one submit");
+    let runs = env.runs("m").await;
+    assert_eq!((runs.len(), runs[0].status), (1, RunStatus::Submitted));
+    assert_eq!(jobs.find(&runs[0].job_name()).await.unwrap(), runs[0].job_id, "the run names the one job");
+    dispatch.handle(&sqs_event(body, "message-2")).await.unwrap();
+    assert_eq!(jobs.submits(), 1, "a later delivery finds the run dispatched");
 }

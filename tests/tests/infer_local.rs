@@ -18,7 +18,7 @@ use cvops_infer::{InferConfig, Models};
 use cvops_register_model::Register;
 use cvops_tests::events::card_event;
 use cvops_tests::local::{LocalStack, MODELS, RAW, STORE};
-use cvops_tests::training::{values, Buckets, Quiet};
+use cvops_tests::training::{record_run, values, Buckets, Quiet};
 use cvops_trainer::job::device;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -34,6 +34,9 @@ async fn stack_with_model() -> (LocalStack, Snapshot) {
         .unwrap();
     let config = Buckets::local().trainer_config(&snap.id, "run-a", values(&[("epochs", 3.0), ("width", 4.0)]));
     let card = cvops_trainer::run(&config, stack.objects.as_ref(), &device(), &Quiet).await.unwrap();
+    for run in ["run-a", "run-b"] {
+        record_run(stack.table.as_ref(), "digits", run, "digits", &snap.id).await;
+    }
     let register = |floor: f64| {
         Register::new(stack.table.clone(), stack.objects.clone(), stack.clock.clone(), Buckets::local().register_config(floor))
     };

@@ -218,3 +218,38 @@ async fn a_new_upload_over_an_accepted_key_replaces_its_index_entries() {
     let outcome = f.upload("datasets/digits/5/other.png", "datasets/digits/5/other.png", "00E3", digit_png(6)).await;
     assert!(matches!(outcome, Outcome::Accepted { .. }), "{outcome:?}");
 }
+
+#[tokio::test]
+async fn deleting_the_first_copy_makes_a_remaining_duplicate_the_sample() {
+    let f = fixture();
+    let (first, second, third) = ("datasets/digits/5/first.png", "datasets/digits/5/second.png", "datasets/digits/5/third.png");
+    f.upload(first, first, "00C1", digit_png(4)).await;
+    f.upload(second, second, "00C2", digit_png(4)).await;
+    f.upload(third, third, "00C3", digit_png(4)).await;
+
+    f.stack.objects.delete(RAW, first).await.unwrap();
+    let removed = f.ingest.handle(&event(S3_DELETE, first, "00C4")).await.unwrap();
+    assert_eq!(removed, vec![Outcome::Deleted { key: first.into() }]);
+    let statuses = (f.record("digits", second).await.unwrap().0.status, f.record("digits", third).await.unwrap().0.status);
+    assert_eq!(statuses, (ImageStatus::Accepted, ImageStatus::Duplicate), "exactly one copy is the sample again");
+
+    // The next snapshot still has the bytes.
+    let snap = cvops_core::snapshot::create(
+        f.stack.table.as_ref(),
+        f.stack.objects.as_ref(),
+        STORE,
+        "digits",
+        "2026-12-01T00:00:00Z".into(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(snap.samples, 1);
+
+    // And when that one goes too, the last copy takes over; then nothing is left.
+    f.stack.objects.delete(RAW, second).await.unwrap();
+    f.ingest.handle(&event(S3_DELETE, second, "00C5")).await.unwrap();
+    assert_eq!(f.record("digits", third).await.unwrap().0.status, ImageStatus::Accepted);
+    // Uploading the bytes again under a new key is a duplicate of the new sample.
+    let again = f.upload("datasets/digits/5/fourth.png", "datasets/digits/5/fourth.png", "00C6", digit_png(4)).await;
+    assert!(matches!(again, Outcome::Duplicate { ref duplicate_of, .. } if duplicate_of == third), "{again:?}");
+}

@@ -6,12 +6,13 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use cvops_core::model_card::{run_prefix, ModelCard, CARD_FILE};
 use cvops_core::ports::ObjectStore;
-use cvops_core::registry::{self, VersionStatus};
+use cvops_core::registry::{self, GatePolicy, VersionStatus};
 use cvops_core::snapshot;
 use cvops_register_model::{Outcome, Register};
 use cvops_tests::events::card_event;
+use cvops_tests::faults::{FaultPlan, FaultyTable};
 use cvops_tests::local::{LocalStack, MODELS, STORE};
-use cvops_tests::training::{values, Buckets};
+use cvops_tests::training::{record_run, values, Buckets};
 use cvops_trainer::job::{device, Progress};
 
 #[derive(Default)]
@@ -39,6 +40,9 @@ async fn a_trained_model_is_verified_evaluated_registered_and_promoted() {
     let config = Buckets::local().trainer_config(&snap.id, "run-a", values(&[("epochs", 8.0), ("width", 8.0)]));
     let lines = Lines::default();
     let card = cvops_trainer::run(&config, stack.objects.as_ref(), &device(), &lines).await.unwrap();
+    for run in ["run-a", "run-b", "run-c", "run-g", "run-h"] {
+        record_run(stack.table.as_ref(), "digits", run, "digits", &snap.id).await;
+    }
     let printed = lines.0.lock().unwrap().clone();
     assert!(printed.iter().filter(|l| l.starts_with("epoch")).count() >= 2, "progress per epoch: {printed:?}");
     assert_eq!(card.metrics.test.images, 300);
@@ -113,6 +117,85 @@ async fn a_trained_model_is_verified_evaluated_registered_and_promoted() {
     assert!(registry::promote(stack.table.as_ref(), "digits", 2, "manual", now).await.is_err());
     assert_eq!(registry::rollback(stack.table.as_ref(), "digits", now).await.unwrap().version, 1);
     assert!(registry::rollback(stack.table.as_ref(), "digits", now).await.is_err(), "nothing before v1");
+
+    // A card no dispatched run wrote (put under models/ by hand): rejected, whatever it holds.
+    let (forged_key, _) = copy_of(&stack, &card, "run-forged", None).await;
+    let outcomes = register.handle(&card_event(MODELS, &forged_key, "04")).await.unwrap();
+    let Outcome::Rejected { version } = &outcomes[0] else { panic!("not rejected: {outcomes:?}") };
+    assert_eq!((version.version, version.reason_code.as_deref()), (4, Some("unknown_run")));
+
+    // Another task: the same images under other label names, in a dataset of their own. It scores
+    // well on its own test split, and production (which knows none of its labels) is not scored
+    // 0.0 on it: the candidate stays a candidate, with the command that promotes it by hand.
+    stack.upload_digits_as("words", [("train", 0), ("val", 0), ("test", 3)], |digit| format!("digit-{digit}")).await;
+    let words = snapshot::create(stack.table.as_ref(), stack.objects.as_ref(), STORE, "words", now.into()).await.unwrap();
+    record_run(stack.table.as_ref(), "digits", "run-d", "words", &words.id).await;
+    let renamed = ("words", words.id.as_str(), (0..10).map(|d| format!("digit-{d}")).collect::<Vec<_>>());
+    let (key, _) = copy_of(&stack, &card, "run-d", Some(renamed)).await;
+    let outcomes = register.handle(&card_event(MODELS, &key, "05")).await.unwrap();
+    let Outcome::Registered { version, promoted } = &outcomes[0] else { panic!("not registered: {outcomes:?}") };
+    let gate = version.gate.as_ref().unwrap();
+    assert!(!promoted, "{gate:?}");
+    assert_eq!((gate.code.as_deref(), version.evaluation.as_ref().unwrap().images), (Some("different_labels"), 30));
+    assert!(gate.accuracy.unwrap() > 0.6 && gate.production_accuracy.is_none(), "{gate:?}");
+    assert!(gate.explanation.contains("cvops promote digits 5"), "{}", gate.explanation);
+    assert_eq!(registry::production(stack.table.as_ref(), "digits").await.unwrap().unwrap().0.version, 1);
+
+    // The same labels from another dataset: not promoted by itself either.
+    stack.upload_digits("digits-too", [("train", 0), ("val", 0), ("test", 3)]).await;
+    let too = snapshot::create(stack.table.as_ref(), stack.objects.as_ref(), STORE, "digits-too", now.into()).await.unwrap();
+    record_run(stack.table.as_ref(), "digits", "run-e", "digits-too", &too.id).await;
+    let (key, _) = copy_of(&stack, &card, "run-e", Some(("digits-too", too.id.as_str(), card.labels.clone()))).await;
+    let outcomes = register.handle(&card_event(MODELS, &key, "06")).await.unwrap();
+    let Outcome::Registered { version, promoted } = &outcomes[0] else { panic!("not registered: {outcomes:?}") };
+    assert!(!promoted);
+    assert_eq!(version.gate.as_ref().unwrap().code.as_deref(), Some("different_dataset"));
+
+    // Too few test images for the model's gate: not evaluated, never a score of 0.0 or 1.0.
+    let table = stack.table.as_ref();
+    registry::set_gate_policy(table, "digits", &GatePolicy { floor: 0.5, min_test_images: 1_000 }).await.unwrap();
+    let (key, _) = copy_of(&stack, &card, "run-g", None).await;
+    let outcomes = register.handle(&card_event(MODELS, &key, "07")).await.unwrap();
+    let Outcome::Registered { version, promoted } = &outcomes[0] else { panic!("not registered: {outcomes:?}") };
+    let gate = version.gate.as_ref().unwrap();
+    assert!(!promoted);
+    assert_eq!((gate.code.as_deref(), gate.accuracy, version.accuracy()), (Some("not_evaluated"), None, None));
+    registry::set_gate_policy(table, "digits", &GatePolicy::with_floor(0.5)).await.unwrap();
+
+    // The alias write fails after the version passed the gate: the redelivered card finishes it.
+    let plan = FaultPlan::new();
+    let faulty = std::sync::Arc::new(FaultyTable { inner: stack.table.clone(), plan: plan.clone() });
+    let flaky = Register::new(faulty, stack.objects.clone(), stack.clock.clone(), Buckets::local().register_config(0.5));
+    let (key, _) = copy_of(&stack, &card, "run-h", None).await;
+    plan.fail_writes_to("ALIAS#");
+    assert!(flaky.handle(&card_event(MODELS, &key, "08")).await.is_err(), "the alias could not move");
+    assert_eq!(registry::production(table, "digits").await.unwrap().unwrap().0.version, 1);
+    plan.heal();
+    let again = flaky.handle(&card_event(MODELS, &key, "08")).await.unwrap();
+    assert_eq!(again, vec![Outcome::AlreadyRegistered { model: "digits".into(), version: 8 }]);
+    assert_eq!(registry::production(table, "digits").await.unwrap().unwrap().0.version, 8, "the promotion was finished");
+}
+
+/// Writes a copy of `card` (its artifact too) as run `run_id`'s output, optionally as another
+/// dataset, snapshot and labels; returns the card's key and the copy.
+async fn copy_of(
+    stack: &LocalStack,
+    card: &ModelCard,
+    run_id: &str,
+    task: Option<(&str, &str, Vec<String>)>,
+) -> (String, ModelCard) {
+    let prefix = run_prefix("digits", run_id, 0);
+    let mut copy = card.clone();
+    copy.run_id = run_id.into();
+    copy.artifact.key = format!("{prefix}attempt-copy/model.onnx");
+    if let Some((dataset, snapshot, labels)) = task {
+        (copy.dataset, copy.snapshot, copy.labels) = (dataset.into(), snapshot.into(), labels);
+    }
+    let artifact = stack.objects.get(MODELS, &card.artifact.key, 1 << 30).await.unwrap();
+    stack.objects.put(MODELS, &copy.artifact.key, artifact).await.unwrap();
+    let key = format!("{prefix}{CARD_FILE}");
+    stack.objects.put(MODELS, &key, json(&copy)).await.unwrap();
+    (key, copy)
 }
 
 fn json(card: &ModelCard) -> Bytes {

@@ -59,6 +59,8 @@ pub enum Command {
     Promote(models::PromoteArgs),
     /// Point a model's production alias back at the version it named before.
     Rollback(models::RollbackArgs),
+    /// Show or set a model's promotion gate (floor, minimum test images).
+    Gate(models::GateArgs),
     /// Serve the production models over HTTP: the inference endpoint's router, locally.
     Serve(serve::Args),
     /// Run the monitor now: drift, confidence and service per model version against its training
@@ -94,6 +96,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Models(args) => models::models(&data_dir, args).await,
         Command::Promote(args) => models::promote(&data_dir, args).await,
         Command::Rollback(args) => models::rollback(&data_dir, args).await,
+        Command::Gate(args) => models::gate(&data_dir, args).await,
         Command::Serve(args) => serve::run(&data_dir, args).await,
         Command::Monitor(args) => monitor::run(&data_dir, args).await,
         Command::Report(args) => report::run(&data_dir, args).await,

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use cvops_core::ports::TableExt;
-use cvops_core::registry::{self, Alias, ModelVersion, VersionStatus};
+use cvops_core::registry::{self, Alias, GatePolicy, ModelVersion, VersionStatus};
 use cvops_dispatch_training::{run_pk, RunRecord};
 use serde_json::json;
 
@@ -37,6 +37,20 @@ pub struct PromoteArgs {
 #[derive(Debug, clap::Args)]
 pub struct RollbackArgs {
     pub model: String,
+}
+
+/// Shows a model's promotion gate, or sets part of it.
+#[derive(Debug, clap::Args)]
+pub struct GateArgs {
+    pub model: String,
+    /// The test accuracy a version needs to be promoted by itself (0 to 1).
+    #[arg(long)]
+    pub floor: Option<f64>,
+    /// Fewer test images than this is no evaluation (`not_evaluated`): it neither promotes nor blocks.
+    #[arg(long)]
+    pub min_test_images: Option<u64>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// production (the alias names it), archived (it did before), candidate (registered, never
@@ -72,7 +86,7 @@ pub async fn models(data_dir: &Path, args: ModelsArgs) -> anyhow::Result<ExitCod
         let production = registry::production(platform.table.as_ref(), &name).await?.map(|(alias, _)| alias);
         for version in registry::versions(platform.table.as_ref(), &name).await? {
             let stage = stage(&version, production.as_ref());
-            let accuracy = version.evaluation.as_ref().map(|e| e.accuracy);
+            let accuracy = version.accuracy();
             if args.json {
                 let line = json!({
                     "model": version.model,
@@ -108,6 +122,8 @@ pub async fn models(data_dir: &Path, args: ModelsArgs) -> anyhow::Result<ExitCod
                 );
                 if let (Some(code), Some(reason)) = (&version.reason_code, &version.reason) {
                     println!("{:<22}{code}: {reason}", "");
+                } else if let Some(gate) = version.gate.as_ref().filter(|g| !g.passed && stage == "candidate") {
+                    println!("{:<22}{}: {}", "", gate.code.as_deref().unwrap_or("gate"), gate.explanation);
                 }
             }
         }
@@ -158,6 +174,35 @@ pub async fn promote(data_dir: &Path, args: PromoteArgs) -> anyhow::Result<ExitC
     let alias = registry::promote(platform.table.as_ref(), &args.model, args.version, "manual promotion", &now).await?;
     let before = alias.previous.last().map(|v| format!(" (was v{v})")).unwrap_or_default();
     println!("{} production is now v{}{before}", args.model, alias.version);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn gate(data_dir: &Path, args: GateArgs) -> anyhow::Result<ExitCode> {
+    let (platform, _) = LocalPlatform::open(data_dir, LocalPlatform::ingest_config_from_env()?)?;
+    let table = platform.table.as_ref();
+    let default = GatePolicy::with_floor(LocalPlatform::register_config_from_env()?.promotion_floor);
+    let mut policy = registry::gate_policy(table, &args.model, default).await?;
+    if let Some(floor) = args.floor {
+        if !(0.0..=1.0).contains(&floor) {
+            eprintln!("--floor {floor} is not an accuracy; give a number between 0 and 1, such as 0.9");
+            return Ok(ExitCode::from(2));
+        }
+        policy.floor = floor;
+    }
+    if let Some(min) = args.min_test_images {
+        policy.min_test_images = min;
+    }
+    if args.floor.is_some() || args.min_test_images.is_some() {
+        registry::set_gate_policy(table, &args.model, &policy).await?;
+    }
+    if args.json {
+        println!("{}", json!({"model": args.model, "floor": policy.floor, "min_test_images": policy.min_test_images}));
+    } else {
+        println!(
+            "{}: promoted by itself at test accuracy >= {:.4} on at least {} test images, over a production version of the same labels and dataset",
+            args.model, policy.floor, policy.min_test_images
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -165,12 +165,16 @@ fn print_new_lines(log: &Path, offset: u64) -> anyhow::Result<u64> {
 pub fn print_version(version: &ModelVersion) {
     match (&version.evaluation, &version.gate) {
         (Some(evaluation), Some(gate)) => println!(
-            "{} v{}: test accuracy {:.2}% on {} images (register-model's own evaluation); {}: {}",
+            "{} v{}: test accuracy {} on {} images (register-model's own evaluation); {}: {}",
             version.model,
             version.version,
-            100.0 * evaluation.accuracy,
+            gate.accuracy.map(|a| format!("{:.2}%", 100.0 * a)).unwrap_or_else(|| "not evaluated".into()),
             evaluation.images,
-            if gate.passed { "promoted to production" } else { "not promoted" },
+            if gate.passed {
+                "promoted to production".to_owned()
+            } else {
+                format!("not promoted ({})", gate.code.as_deref().unwrap_or("gate"))
+            },
             gate.explanation
         ),
         _ => println!(
@@ -230,8 +234,9 @@ fn version_summary(version: &ModelVersion, promoted: bool) -> serde_json::Value 
         "model": version.model,
         "version": version.version,
         "status": version.status,
-        "accuracy": version.evaluation.as_ref().map(|e| e.accuracy),
+        "accuracy": version.accuracy(),
         "promoted": promoted,
         "reason_code": version.reason_code,
+        "gate_code": version.gate.as_ref().and_then(|g| g.code.clone()),
     })
 }

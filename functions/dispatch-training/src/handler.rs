@@ -10,6 +10,7 @@ use cvops_core::catalog::{dataset_pk, DATASETS_PK};
 use cvops_core::clock::Clock;
 use cvops_core::ports::{Item, JobRunner, JobSpec, JobsError, ObjectStore, Queue, QueueError, Table, TableError};
 use cvops_core::registry;
+pub use cvops_core::runs::{job_pk, run_pk, run_sk, RunRecord, RunStatus};
 use cvops_core::snapshot::{self, SnapshotError};
 use serde::{Deserialize, Serialize};
 use tracing::{info, instrument, warn};
@@ -53,57 +54,9 @@ pub struct BatchJobDetail {
     pub status_reason: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum RunStatus {
-    /// Recorded, job not yet submitted.
-    Pending,
-    Submitted,
-    Running,
-    Succeeded,
-    Failed,
-}
-
-impl RunStatus {
-    fn from_batch(status: &str) -> Option<Self> {
-        match status {
-            "SUBMITTED" | "PENDING" | "RUNNABLE" | "STARTING" => Some(RunStatus::Submitted),
-            "RUNNING" => Some(RunStatus::Running),
-            "SUCCEEDED" => Some(RunStatus::Succeeded),
-            "FAILED" => Some(RunStatus::Failed),
-            _ => None,
-        }
-    }
-}
-
-/// One training run: pk `MODEL#<model>`, sk `RUN#<run id>`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunRecord {
-    pub run_id: String,
-    pub model: String,
-    pub dataset: String,
-    pub snapshot: String,
-    /// One hyperparameter point per array child, in index order.
-    pub points: Vec<BTreeMap<String, f64>>,
-    pub reason: Option<String>,
-    pub status: RunStatus,
-    pub job_id: Option<String>,
-    pub status_reason: Option<String>,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-pub fn run_pk(model: &str) -> String {
-    format!("MODEL#{model}")
-}
-
-pub fn run_sk(run_id: &str) -> String {
-    format!("RUN#{run_id}")
-}
-
-fn job_pk(job_id: &str) -> String {
-    format!("JOB#{job_id}")
-}
+/// How long a delivery's claim on a run holds off other deliveries: the training queue's
+/// visibility timeout, after which SQS would hand the message to someone else anyway.
+const CLAIM_LEASE: chrono::Duration = chrono::Duration::seconds(360);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DispatchError {
@@ -118,6 +71,9 @@ pub enum DispatchError {
     Jobs(#[from] JobsError),
     #[error("queue: {0}")]
     Queue(#[from] QueueError),
+    /// Another delivery of a request for the same run holds the claim: retry later.
+    #[error("run {0} is being submitted by another delivery")]
+    Claimed(String),
 }
 
 impl From<SnapshotError> for DispatchError {
@@ -197,7 +153,8 @@ impl Dispatch {
     #[instrument(skip_all, fields(message_id = message.message_id.as_deref().unwrap_or_default()))]
     async fn handle_message(&self, message: &SqsMessage) -> Result<RunRecord, DispatchError> {
         let request = TrainingRequest::parse(message.body.as_deref().unwrap_or_default())?;
-        self.dispatch(&request).await
+        let delivery = message.message_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        self.dispatch_as(&request, &delivery).await
     }
 
     async fn dead_letter(&self, message: &SqsMessage, refused: &RequestError) -> Result<(), QueueError> {
@@ -213,9 +170,68 @@ impl Dispatch {
 
     /// Snapshot (if needed), record the run, submit its job. Safe to repeat.
     pub async fn dispatch(&self, request: &TrainingRequest) -> Result<RunRecord, DispatchError> {
+        self.dispatch_as(request, &uuid::Uuid::new_v4().to_string()).await
+    }
+
+    /// [`Self::dispatch`] on behalf of `delivery` (the SQS message id: a redelivery of the same
+    /// message is the same delivery, and may finish what its first attempt started).
+    ///
+    /// The run is claimed with a conditional write before anything is submitted, and the job is
+    /// looked up by its deterministic name before a submit: a delivery that submitted and then
+    /// failed to record the job id leaves a job the next delivery finds instead of a second one.
+    pub async fn dispatch_as(&self, request: &TrainingRequest, delivery: &str) -> Result<RunRecord, DispatchError> {
         if self.table.get(DATASETS_PK, &request.dataset).await?.is_none() {
             return Err(RequestError::UnknownDataset(request.dataset.clone()).into());
         }
+        let run_id = request.run_id();
+        let (pk, sk) = (run_pk(&request.model), run_sk(&run_id));
+        // A redelivery finds its run, and its snapshot, before anything new is made.
+        let existing = self.table.get(&pk, &sk).await?;
+        let (mut run, mut version) = match existing {
+            Some(item) => (item.to_record::<RunRecord>()?, item.version),
+            None => self.record_run(request, &run_id).await?,
+        };
+        if run.job_id.is_some() {
+            info!(run_id = %run.run_id, "run already dispatched: a redelivered request");
+            return Ok(run);
+        }
+        (run, version) = self.claim(run, version, delivery).await?;
+        let job_id = match self.jobs.find(&run.job_name()).await? {
+            Some(job_id) => {
+                info!(run_id = %run.run_id, %job_id, "the job was submitted by an earlier delivery: recording it");
+                job_id
+            }
+            None => self.jobs.submit(&self.job_spec(&run)).await?,
+        };
+        self.table
+            .put(Item::new(job_pk(&job_id), "RUN").with("model", run.model.clone()).with("run_id", run.run_id.clone()))
+            .await?;
+        self.record_job(run, version, job_id).await
+    }
+
+    /// Writes the job id into the run; a job state event may have moved the run on meanwhile,
+    /// so a conflict re-reads it and never moves its status back.
+    async fn record_job(&self, mut run: RunRecord, mut version: u64, job_id: String) -> Result<RunRecord, DispatchError> {
+        let (pk, sk) = (run_pk(&run.model), run_sk(&run.run_id));
+        for _ in 0..5 {
+            run.job_id = Some(job_id.clone());
+            run.status = run.status.max(RunStatus::Submitted);
+            run.updated_at = self.clock.now().to_rfc3339();
+            match self.table.put_if_version(Item::from_record(&pk, &sk, &run)?, version).await {
+                Ok(_) => return Ok(run),
+                Err(TableError::Conflict { .. }) => {
+                    let item =
+                        self.table.get(&pk, &sk).await?.ok_or_else(|| TableError::Conflict { pk: pk.clone(), sk: sk.clone() })?;
+                    (run, version) = (item.to_record()?, item.version);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(TableError::Conflict { pk, sk }.into())
+    }
+
+    /// Snapshots the dataset if the request names no snapshot, and records the run (pending).
+    async fn record_run(&self, request: &TrainingRequest, run_id: &str) -> Result<(RunRecord, u64), DispatchError> {
         let snapshot_id = match &request.snapshot {
             Some(id) => {
                 if self.table.get(&dataset_pk(&request.dataset), &snapshot::snapshot_sk(id)).await?.is_none() {
@@ -230,12 +246,11 @@ impl Dispatch {
                     .id
             }
         };
-        let run_id = request.run_id();
-        let (pk, sk) = (run_pk(&request.model), run_sk(&run_id));
+        let (pk, sk) = (run_pk(&request.model), run_sk(run_id));
         let now = self.clock.now().to_rfc3339();
         registry::remember_model(self.table.as_ref(), &request.model, &now).await?;
         let fresh = RunRecord {
-            run_id: run_id.clone(),
+            run_id: run_id.to_owned(),
             model: request.model.clone(),
             dataset: request.dataset.clone(),
             snapshot: snapshot_id,
@@ -244,31 +259,45 @@ impl Dispatch {
             status: RunStatus::Pending,
             job_id: None,
             status_reason: None,
+            claimed_by: None,
             created_at: now.clone(),
             updated_at: now,
         };
-        let (mut run, version) = match self.table.put_if_absent(Item::from_record(&pk, &sk, &fresh)?).await {
-            Ok(version) => (fresh, version),
+        match self.table.put_if_absent(Item::from_record(&pk, &sk, &fresh)?).await {
+            Ok(version) => Ok((fresh, version)),
             Err(TableError::Conflict { .. }) => {
                 let item =
                     self.table.get(&pk, &sk).await?.ok_or_else(|| TableError::Conflict { pk: pk.clone(), sk: sk.clone() })?;
-                (item.to_record::<RunRecord>()?, item.version)
+                Ok((item.to_record::<RunRecord>()?, item.version))
             }
-            Err(e) => return Err(e.into()),
-        };
-        if run.job_id.is_some() {
-            info!(run_id = %run.run_id, "run already dispatched: a redelivered request");
-            return Ok(run);
+            Err(e) => Err(e.into()),
         }
-        let job_id = self.jobs.submit(&self.job_spec(&run)).await?;
-        self.table
-            .put(Item::new(job_pk(&job_id), "RUN").with("model", run.model.clone()).with("run_id", run.run_id.clone()))
-            .await?;
-        run.job_id = Some(job_id);
-        run.status = RunStatus::Submitted;
-        run.updated_at = self.clock.now().to_rfc3339();
-        self.table.put_if_version(Item::from_record(&pk, &sk, &run)?, version).await?;
-        Ok(run)
+    }
+
+    /// Claims the run's submission for `delivery` with a conditional write. A claim held by
+    /// another delivery stands until its lease runs out; the same delivery (a redelivered
+    /// message) takes its own claim back at once.
+    async fn claim(&self, mut run: RunRecord, version: u64, delivery: &str) -> Result<(RunRecord, u64), DispatchError> {
+        let now = self.clock.now();
+        if run.status > RunStatus::Submitting {
+            // A job state event got here first: the job exists, only its id is to be recorded.
+            return Ok((run, version));
+        }
+        if run.status == RunStatus::Submitting && run.claimed_by.as_deref() != Some(delivery) {
+            let claimed_at = chrono::DateTime::parse_from_rfc3339(&run.updated_at).map(|t| t.to_utc()).unwrap_or(now);
+            if now - claimed_at < CLAIM_LEASE {
+                return Err(DispatchError::Claimed(run.run_id));
+            }
+        }
+        run.status = RunStatus::Submitting;
+        run.claimed_by = Some(delivery.to_owned());
+        run.updated_at = now.to_rfc3339();
+        let (pk, sk) = (run_pk(&run.model), run_sk(&run.run_id));
+        match self.table.put_if_version(Item::from_record(&pk, &sk, &run)?, version).await {
+            Ok(version) => Ok((run, version)),
+            Err(TableError::Conflict { .. }) => Err(DispatchError::Claimed(run.run_id)),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// What the trainer job gets: the run, the snapshot to read, where to write the model, and
@@ -287,12 +316,12 @@ impl Dispatch {
             ("CVOPS_HYPERPARAMETER_POINTS".to_owned(), serde_json::to_string(&run.points).expect("points serialise")),
         ]);
         JobSpec {
-            name: format!("{}-{}", run.model, run.run_id),
+            name: run.job_name(),
             image: self.config.trainer_image.clone(),
             command: self.config.trainer_command.clone(),
             env,
             gpus: self.config.gpus,
-            array_size: run.points.len().max(1) as u32,
+            array_size: run.point_count(),
         }
     }
 
@@ -314,6 +343,7 @@ impl Dispatch {
                 return Ok(Some(run));
             }
             run.status = status;
+            run.job_id.get_or_insert_with(|| detail.job_id.clone());
             run.status_reason = detail.status_reason.clone();
             run.updated_at = self.clock.now().to_rfc3339();
             match self.table.put_if_version(Item::from_record(&pk, &sk, &run)?, item.version).await {

@@ -9,12 +9,17 @@
 //!   redelivers only that message.
 //!
 //! Idempotency: the run id is a hash of the request (its `request_id` included, so a team can ask
-//! for the same training twice on purpose), and the run record is created with put-if-absent. A
-//! redelivered request finds its run and submits nothing, unless the job was never submitted
-//! (a failure between the two writes), in which case it submits it then.
+//! for the same training twice on purpose), and the run record is created with put-if-absent.
+//! Before submitting, a delivery claims the run (`SUBMITTING`, a conditional write naming the SQS
+//! message id); another message for the same run waits until the claim's lease runs out. The job
+//! is named after the run and looked up by that name before any submit, so a redelivered
+//! message whose first delivery submitted and then failed to record the job id finds that job
+//! and submits nothing new.
 
 pub mod handler;
 pub mod request;
 
-pub use handler::{run_pk, run_sk, BatchJobDetail, Dispatch, DispatchConfig, DispatchError, DispatchEvent, RunRecord, RunStatus};
+pub use handler::{
+    job_pk, run_pk, run_sk, BatchJobDetail, Dispatch, DispatchConfig, DispatchError, DispatchEvent, RunRecord, RunStatus,
+};
 pub use request::{RequestError, TrainingRequest};

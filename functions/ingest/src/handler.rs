@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use cvops_core::catalog::{
-    arrivals_pk, band_pk, bands, dataset_pk, image_sk, quarantine_key, quarantine_sidecar_key, sha_sk, ImageRecord, ImageStatus,
-    QuarantineSidecar, ARRIVALS_FIELD, ARRIVALS_SK, DATASETS_PK, NO_DATASET,
+    arrivals_pk, band_pk, bands, dataset_pk, duplicate_sk, duplicates_prefix, image_sk, quarantine_key, quarantine_sidecar_key,
+    sha_sk, ImageRecord, ImageStatus, QuarantineSidecar, ARRIVALS_FIELD, ARRIVALS_SK, DATASETS_PK, NO_DATASET,
 };
 use cvops_core::clock::Clock;
 use cvops_core::key::{ImageKey, Split};
-use cvops_core::ports::{Item, ObjectStore, ObjectStoreError, Table, TableError};
+use cvops_core::ports::{Item, ObjectStore, ObjectStoreError, Table, TableError, TableExt};
 use cvops_core::reason::{ReasonCode, Rejection};
 use cvops_core::stats::hamming;
 use cvops_core::validate::{validate, ValidationReport};
@@ -217,6 +217,9 @@ impl Ingest {
         if let Some(first) = self.claim_first_copy(&dataset, &report.sha256, &notice.key).await? {
             record.status = ImageStatus::Duplicate;
             record.duplicate_of = Some(first.clone());
+            let entry =
+                Item::new(dataset_pk(&dataset), duplicate_sk(&report.sha256, &notice.key)).with("key", notice.key.clone());
+            self.table.put(entry).await?;
             self.commit(&record, read_version).await?;
             info!(duplicate_of = %first, "exact duplicate recorded as an alias");
             return Ok(Outcome::Duplicate { key: notice.key.clone(), dataset, duplicate_of: first });
@@ -378,22 +381,66 @@ impl Ingest {
     /// Removes what an accepted image put in the indexes: its claim on its bytes' hash (if it
     /// holds it) and its near-duplicate bands.
     async fn release_indexes(&self, record: &ImageRecord) -> Result<(), IngestError> {
+        let pk = dataset_pk(&record.dataset);
+        if record.status == ImageStatus::Duplicate {
+            if let Some(sha) = &record.sha256 {
+                self.table.delete(&pk, &duplicate_sk(sha, &record.key)).await?;
+            }
+            return Ok(());
+        }
         if record.status != ImageStatus::Accepted {
             return Ok(());
         }
-        let pk = dataset_pk(&record.dataset);
         if let Some(sha) = &record.sha256 {
             let sk = sha_sk(sha);
-            if let Some(holder) = self.table.get(&pk, &sk).await? {
-                if holder.str_attr("key") == Some(record.key.as_str()) {
-                    self.table.delete(&pk, &sk).await?;
-                }
+            let held = self.table.get(&pk, &sk).await?.is_some_and(|holder| holder.str_attr("key") == Some(record.key.as_str()));
+            if held {
+                self.table.delete(&pk, &sk).await?;
+            }
+            // Also when not held: a retry after the delete above must still promote a duplicate.
+            if held || self.table.get(&pk, &sk).await?.is_none() {
+                self.promote_a_duplicate(&record.dataset, sha, &record.key).await?;
             }
         }
         if let Some(phash) = record.phash.as_deref().and_then(|h| u64::from_str_radix(h, 16).ok()) {
             for (band, value) in bands(phash).into_iter().enumerate() {
                 self.table.delete(&band_pk(&record.dataset, band, value), &record.key).await?;
             }
+        }
+        Ok(())
+    }
+
+    /// The first copy of `sha256` (`gone`) left: the earliest remaining duplicate becomes the
+    /// sample, claiming the hash and the near-duplicate bands the first copy held. Safe to
+    /// repeat: a redelivered removal finds the claim already taken by the same duplicate and
+    /// finishes its record.
+    async fn promote_a_duplicate(&self, dataset: &str, sha256: &str, gone: &str) -> Result<(), IngestError> {
+        let pk = dataset_pk(dataset);
+        for entry in self.table.query_all(&pk, &duplicates_prefix(sha256)).await? {
+            let Some(key) = entry.str_attr("key").map(str::to_owned) else { continue };
+            let Some((mut record, version)) = self.current(&pk, &image_sk(&key)).await? else { continue };
+            if record.status != ImageStatus::Duplicate || record.sha256.as_deref() != Some(sha256) {
+                self.table.delete(&pk, &entry.sk).await?;
+                continue;
+            }
+            match self.claim_first_copy(dataset, sha256, &key).await? {
+                None => {}
+                // Someone else holds the bytes again (a new upload of them won the race).
+                Some(holder) if holder != gone => return Ok(()),
+                Some(_) => return Err(IngestError::Contended(key)),
+            }
+            if let Some(phash) = record.phash.as_deref().and_then(|h| u64::from_str_radix(h, 16).ok()) {
+                for (band, value) in bands(phash).into_iter().enumerate() {
+                    let item = Item::new(band_pk(dataset, band, value), &key).with("phash", format!("{phash:016x}"));
+                    self.table.put(item).await?;
+                }
+            }
+            record.status = ImageStatus::Accepted;
+            record.duplicate_of = None;
+            self.commit(&record, Some(version)).await?;
+            self.table.delete(&pk, &entry.sk).await?;
+            info!(%key, %gone, "a duplicate became the sample in place of the removed first copy");
+            return Ok(());
         }
         Ok(())
     }

@@ -23,6 +23,11 @@ pub enum ConfigError {
 }
 
 impl RegisterConfig {
+    /// The gate of a model that has none of its own (`cvops gate` sets one).
+    pub fn default_gate(&self) -> cvops_core::registry::GatePolicy {
+        cvops_core::registry::GatePolicy::with_floor(self.promotion_floor)
+    }
+
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }

@@ -22,8 +22,9 @@ pub enum EvaluateError {
     Model(#[from] ModelError),
 }
 
-/// Accuracy, per-class metrics and confusion of `model` on the test split of `snapshot`. Test
-/// images that are gone or changed since the snapshot are left out (and counted out of `images`).
+/// Accuracy, per-class metrics and confusion of `model` on the test split of `snapshot`. Every
+/// test image counts: one whose label the model does not know is wrong. Test images that are
+/// gone or changed since the snapshot are left out (and counted out of `images`).
 pub async fn evaluate_on_test_split(
     model: &LoadedModel,
     labels: &[String],
@@ -45,9 +46,8 @@ pub async fn evaluate_on_test_split(
         stream::iter(lines).map(|line| snapshot::fetch_sample(objects, raw_bucket, line, &limits)).buffered(CONCURRENT_FETCHES);
     while let Some(sample) = fetched.try_next().await? {
         let Sample::Image(line, image) = sample else { continue };
-        let Some(truth) = labels.iter().position(|l| *l == line.label) else { continue };
         let logits = model.logits_for_image(&image)?;
-        confusion.add(truth, argmax(&logits));
+        confusion.add_named(&line.label, argmax(&logits));
     }
     Ok(confusion.evaluation())
 }

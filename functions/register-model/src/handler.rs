@@ -1,8 +1,13 @@
 //! The register-model handler: a model card's ObjectCreated event in, a registered (or rejected)
 //! version out, promoted to `production` when it passes the gate.
 //!
-//! Order, for safety under retries: everything that can fail for good (card, checksum, loading,
-//! evaluation) is decided before anything is written; the version number is claimed with a
+//! Only a card of a dispatched run is registered: the run record must exist and match the card
+//! (model, dataset, snapshot, point), and the artifact must lie under the run's own prefix; a card
+//! put under `models/` by hand is rejected as `unknown_run` (models from elsewhere come in through
+//! their own command).
+//!
+//! Order, for safety under retries: everything that can fail for good (card, run, checksum,
+//! loading, evaluation) is decided before anything is written; the version number is claimed with a
 //! conditional write keyed by the card, so a redelivered event reuses it; the version record is
 //! written before the alias moves; the alias moves by a conditional write, re-deciding the gate
 //! if another promotion got there first.
@@ -14,7 +19,8 @@ use cvops_core::clock::Clock;
 use cvops_core::key::decode_event_key;
 use cvops_core::model_card::{parse_card_key, ModelCard, MAX_CARD_BYTES};
 use cvops_core::ports::{ObjectStore, ObjectStoreError, Table, TableError};
-use cvops_core::registry::{self, Alias, GateDecision, Lineage, ModelVersion, VersionStatus};
+use cvops_core::registry::{self, Alias, GateDecision, Lineage, ModelVersion, ProductionScore, TaskSignature, VersionStatus};
+use cvops_core::runs::{run_pk, run_sk, RunRecord};
 use cvops_core::snapshot::{descriptor_key, Snapshot};
 use cvops_inference::LoadedModel;
 use serde::Serialize;
@@ -131,8 +137,9 @@ impl Register {
             });
         };
         if let Some(version) = registry::version_of_card(self.table.as_ref(), &model, &run_id, point).await? {
-            if registry::get_version(self.table.as_ref(), &model, version).await?.is_some() {
+            if let Some(record) = registry::get_version(self.table.as_ref(), &model, version).await? {
                 info!(%model, version, "card already registered: a redelivered event");
+                self.finish_promotion(record).await?;
                 return Ok(Outcome::AlreadyRegistered { model, version });
             }
         }
@@ -166,6 +173,7 @@ impl Register {
                     input: None,
                     lineage: None,
                     evaluation: None,
+                    evaluation_key: None,
                     gate: None,
                     registered_at: now,
                 };
@@ -185,6 +193,9 @@ impl Register {
             }
             Err(reason) => return Ok(Err(refuse("malformed_card", reason))),
         };
+        if let Err(refusal) = self.check_run(&card).await? {
+            return Ok(Err(refusal));
+        }
         let artifact = match self.objects.get(bucket, &card.artifact.key, MAX_MODEL_BYTES).await {
             Ok(bytes) => bytes,
             Err(ObjectStoreError::NotFound { .. }) => {
@@ -221,14 +232,35 @@ impl Register {
                 )))
             }
         };
+        // Too few test images is a gate decision (`not_evaluated`), not a rejection: the version
+        // is sound, it just cannot be judged by its score.
         let evaluation = self.evaluate(&loaded, &card.labels, &snapshot).await?;
-        if evaluation.images == 0 {
-            return Ok(Err(refuse(
-                "no_test_images",
-                format!("snapshot {} has no readable test images to evaluate on", snapshot.id),
-            )));
-        }
         Ok(Ok(Verified { card, snapshot, evaluation }))
+    }
+
+    /// The card must come from a run dispatch-training recorded, and say what that run is.
+    async fn check_run(&self, card: &ModelCard) -> Result<Result<(), Refusal>, RegisterError> {
+        let unknown = |why: String| {
+            Ok(Err(refuse("unknown_run", format!("{why}; models trained elsewhere come in with `cvops models import`"))))
+        };
+        let Some(item) = self.table.get(&run_pk(&card.model), &run_sk(&card.run_id)).await? else {
+            return unknown(format!("no run {} of model {} was dispatched", card.run_id, card.model));
+        };
+        let run: RunRecord = item.to_record()?;
+        if run.dataset != card.dataset || run.snapshot != card.snapshot {
+            return unknown(format!(
+                "run {} trained on {}/{}, the card says {}/{}",
+                run.run_id, run.dataset, run.snapshot, card.dataset, card.snapshot
+            ));
+        }
+        if card.point >= run.point_count() {
+            return unknown(format!("run {} has {} points, the card names point {}", run.run_id, run.point_count(), card.point));
+        }
+        let prefix = run.output_prefix(card.point);
+        if !card.artifact.key.starts_with(&prefix) || card.artifact.key.contains("..") {
+            return unknown(format!("the artifact {} is not under the run's prefix {prefix}", card.artifact.key));
+        }
+        Ok(Ok(()))
     }
 
     async fn snapshot(&self, dataset: &str, id: &str) -> Result<Option<Snapshot>, RegisterError> {
@@ -249,36 +281,75 @@ impl Register {
         Ok(evaluate_on_test_split(model, labels, self.objects.as_ref(), raw, store, snapshot).await?)
     }
 
-    /// Production's accuracy on the candidate's test split: its recorded evaluation when it was
-    /// evaluated on the same snapshot, else a fresh evaluation of its artifact.
-    async fn production_accuracy(&self, model: &str, alias: &Alias, snapshot: &Snapshot) -> Result<Option<f64>, RegisterError> {
+    /// Production as the gate sees it for a candidate of `signature` on `snapshot`: its task,
+    /// and (only when the task is the same) its accuracy on the candidate's test split, from its
+    /// recorded evaluation when that was on the same snapshot, else evaluated afresh.
+    async fn production_score(
+        &self,
+        model: &str,
+        alias: &Alias,
+        signature: &TaskSignature,
+        snapshot: &Snapshot,
+    ) -> Result<Option<ProductionScore>, RegisterError> {
         let Some(current) = registry::get_version(self.table.as_ref(), model, alias.version).await? else { return Ok(None) };
+        let theirs = TaskSignature::of(&current);
+        let mut score = ProductionScore { version: current.version, signature: theirs.clone(), accuracy: None };
+        if !theirs.as_ref().is_some_and(|theirs| signature.same_task(theirs)) {
+            // Another task: the gate refuses it by its signature; scoring production on a split
+            // of labels it never learned would only say 0.0.
+            return Ok(Some(score));
+        }
+        let policy = registry::gate_policy(self.table.as_ref(), model, self.config.default_gate()).await?;
         if let (Some(lineage), Some(evaluation)) = (&current.lineage, &current.evaluation) {
             if lineage.snapshot == snapshot.id {
-                return Ok(Some(evaluation.accuracy));
+                score.accuracy = (evaluation.images >= policy.min_test_images).then_some(evaluation.accuracy);
+                return Ok(Some(score));
             }
         }
-        let (Some(artifact), Some(input)) = (&current.artifact, &current.input) else { return Ok(None) };
+        let (Some(artifact), Some(input)) = (&current.artifact, &current.input) else { return Ok(Some(score)) };
         let bytes = self.objects.get(&self.config.models_bucket, &artifact.key, MAX_MODEL_BYTES).await?;
-        let loaded = match LoadedModel::load(&bytes, input, current.labels.len()) {
-            Ok(loaded) => loaded,
-            Err(_) => return Ok(None),
-        };
-        Ok(Some(self.evaluate(&loaded, &current.labels, snapshot).await?.accuracy))
+        if let Ok(loaded) = LoadedModel::load(&bytes, input, current.labels.len()) {
+            let evaluation = self.evaluate(&loaded, &current.labels, snapshot).await?;
+            score.accuracy = (evaluation.images >= policy.min_test_images).then_some(evaluation.accuracy);
+        }
+        Ok(Some(score))
     }
 
     async fn decide(
         &self,
         model: &str,
-        accuracy: f64,
+        version: u32,
+        evaluation: &cvops_core::metrics::Evaluation,
+        signature: &TaskSignature,
         snapshot: &Snapshot,
     ) -> Result<(GateDecision, Option<(Alias, u64)>), RegisterError> {
+        let policy = registry::gate_policy(self.table.as_ref(), model, self.config.default_gate()).await?;
         let current = registry::production(self.table.as_ref(), model).await?;
         let production = match &current {
-            Some((alias, _)) => self.production_accuracy(model, alias, snapshot).await?.map(|a| (alias.version, a)),
+            Some((alias, _)) => self.production_score(model, alias, signature, snapshot).await?,
             None => None,
         };
-        Ok((registry::gate(accuracy, self.config.promotion_floor, production), current))
+        Ok((registry::gate(model, version, evaluation, signature, &policy, production.as_ref()), current))
+    }
+
+    /// A redelivered card whose version passed the gate but whose promotion did not happen (the
+    /// alias write failed): judge it again against production as it is now, and promote it.
+    async fn finish_promotion(&self, record: ModelVersion) -> Result<(), RegisterError> {
+        let passed = record.gate.as_ref().is_some_and(|g| g.passed);
+        if record.status != VersionStatus::Registered || !passed {
+            return Ok(());
+        }
+        if let Some((alias, _)) = registry::production(self.table.as_ref(), &record.model).await? {
+            if alias.version == record.version || alias.previous.contains(&record.version) {
+                return Ok(());
+            }
+        }
+        let (Some(lineage), Some(evaluation)) = (record.lineage.clone(), record.evaluation.clone()) else { return Ok(()) };
+        let Some(snapshot) = self.snapshot(&lineage.dataset, &lineage.snapshot).await? else { return Ok(()) };
+        info!(model = %record.model, version = record.version, "finishing the promotion a failed attempt left undone");
+        let now = self.clock.now().to_rfc3339();
+        self.promote_if_it_passes(record, evaluation, &snapshot, now).await?;
+        Ok(())
     }
 
     async fn register_and_promote(
@@ -289,8 +360,7 @@ impl Register {
         now: String,
     ) -> Result<Outcome, RegisterError> {
         let Verified { card, snapshot, evaluation } = candidate;
-        let (mut gate, mut current) = self.decide(&card.model, evaluation.accuracy, &snapshot).await?;
-        let mut record = ModelVersion {
+        let record = ModelVersion {
             model: card.model.clone(),
             version,
             status: VersionStatus::Registered,
@@ -308,10 +378,30 @@ impl Register {
                 trainer_version: card.trainer.version.clone(),
                 hyperparameters: card.hyperparameters.clone(),
             }),
-            evaluation: Some(evaluation),
-            gate: Some(gate.clone()),
+            evaluation: None,
+            evaluation_key: None,
+            gate: None,
             registered_at: now.clone(),
         };
+        let (record, promoted) = self.promote_if_it_passes(record, evaluation, &snapshot, now).await?;
+        Ok(Outcome::Registered { version: Box::new(record), promoted })
+    }
+
+    /// Decides the gate, writes the version (its evaluation beside it when large), then moves
+    /// the alias by a conditional write, deciding again if another promotion got there first.
+    async fn promote_if_it_passes(
+        &self,
+        mut record: ModelVersion,
+        evaluation: cvops_core::metrics::Evaluation,
+        snapshot: &Snapshot,
+        now: String,
+    ) -> Result<(ModelVersion, bool), RegisterError> {
+        let model = record.model.clone();
+        let version = record.version;
+        let signature = TaskSignature::of(&record).expect("a registered version has lineage");
+        let (mut gate, mut current) = self.decide(&model, version, &evaluation, &signature, snapshot).await?;
+        record.gate = Some(gate.clone());
+        self.attach_evaluation(&mut record, evaluation.clone()).await?;
         registry::put_version(self.table.as_ref(), &record).await?;
         let mut promoted = false;
         for _ in 0..PROMOTION_ATTEMPTS {
@@ -329,22 +419,29 @@ impl Register {
                 updated_at: now.clone(),
                 reason: gate.explanation.clone(),
             };
-            match registry::swap_production(self.table.as_ref(), &card.model, current.as_ref().map(|(_, v)| *v), &alias).await {
+            match registry::swap_production(self.table.as_ref(), &model, current.as_ref().map(|(_, v)| *v), &alias).await {
                 Ok(()) => {
                     promoted = true;
                     break;
                 }
                 Err(TableError::Conflict { .. }) => {
                     // Another version was promoted meanwhile: judge against it instead.
-                    let accuracy = gate.accuracy;
-                    (gate, current) = self.decide(&card.model, accuracy, &snapshot).await?;
+                    (gate, current) = self.decide(&model, version, &evaluation, &signature, snapshot).await?;
                     record.gate = Some(gate.clone());
                     registry::put_version(self.table.as_ref(), &record).await?;
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        info!(model = %card.model, version, promoted, gate = %gate.explanation, "model registered");
-        Ok(Outcome::Registered { version: Box::new(record), promoted })
+        info!(%model, version, promoted, code = ?gate.code, gate = %gate.explanation, "model registered");
+        Ok((record, promoted))
+    }
+
+    async fn attach_evaluation(
+        &self,
+        record: &mut ModelVersion,
+        evaluation: cvops_core::metrics::Evaluation,
+    ) -> Result<(), RegisterError> {
+        Ok(registry::attach_evaluation(self.objects.as_ref(), &self.config.store_bucket, record, evaluation).await?)
     }
 }

@@ -7,7 +7,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use candle_core::Device;
 use cvops_core::metrics::{Confusion, Evaluation};
-use cvops_core::model_card::{run_prefix, Artifact, ModelCard, TrainerInfo, TrainingMetrics, CARD_FILE, CARD_SCHEMA, MODEL_FILE};
+use cvops_core::model_card::{
+    artifact_key, run_prefix, Artifact, ModelCard, TrainerInfo, TrainingMetrics, CARD_FILE, CARD_SCHEMA,
+};
 use cvops_core::ports::{ObjectStore, ObjectStoreError};
 use cvops_core::preprocess::InputSpec;
 use sha2::{Digest, Sha256};
@@ -154,8 +156,11 @@ pub async fn run(
     ];
     let model = onnx::export(&shape, &named_tensors(&vars)?, &metadata);
     let prefix = run_prefix(&config.model, &config.run_id, config.point);
-    let artifact =
-        Artifact { key: format!("{prefix}{MODEL_FILE}"), sha256: hex::encode(Sha256::digest(&model)), bytes: model.len() as u64 };
+    let artifact = Artifact {
+        key: artifact_key(&prefix, &format!("attempt-{}", uuid::Uuid::new_v4())),
+        sha256: hex::encode(Sha256::digest(&model)),
+        bytes: model.len() as u64,
+    };
     objects.put(&config.models_bucket, &artifact.key, Bytes::from(model)).await?;
 
     let card = ModelCard {
@@ -185,6 +190,6 @@ pub async fn run(
     };
     let json = serde_json::to_vec_pretty(&card).expect("a card serialises");
     objects.put(&config.models_bucket, &format!("{prefix}{CARD_FILE}"), Bytes::from(json)).await?;
-    progress.line(&format!("wrote {prefix}{MODEL_FILE} and {prefix}{CARD_FILE} in {:.1} s", card.duration_seconds));
+    progress.line(&format!("wrote {} and {prefix}{CARD_FILE} in {:.1} s", card.artifact.key, card.duration_seconds));
     Ok(card)
 }

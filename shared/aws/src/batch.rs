@@ -47,6 +47,11 @@ where
     JobsError::Backend { message: describe(operation, &error), retryable: is_retryable(&error), source: Some(Box::new(error)) }
 }
 
+/// Batch's job name rules: up to 128 letters, digits, hyphens and underscores.
+fn job_name(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).take(128).collect()
+}
+
 #[async_trait]
 impl JobRunner for BatchJobRunner {
     async fn submit(&self, spec: &JobSpec) -> Result<String, JobsError> {
@@ -63,16 +68,10 @@ impl JobRunner for BatchJobRunner {
                 ResourceRequirement::builder().r#type(ResourceType::Gpu).value(spec.gpus.to_string()).build(),
             );
         }
-        let name: String = spec
-            .name
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
-            .take(128)
-            .collect();
         let mut request = self
             .client
             .submit_job()
-            .job_name(name)
+            .job_name(job_name(&spec.name))
             .job_queue(&self.job_queue)
             .job_definition(&self.job_definition)
             .container_overrides(overrides.build())
@@ -87,6 +86,23 @@ impl JobRunner for BatchJobRunner {
             retryable: false,
             source: None,
         })
+    }
+
+    /// ListJobs with a JOB_NAME filter sees jobs of every status (Batch keeps finished ones for
+    /// at least a week), newest first; run ids are unique, so any match is the run's job.
+    async fn find(&self, name: &str) -> Result<Option<String>, JobsError> {
+        let filter = aws_sdk_batch::types::KeyValuesPair::builder().name("JOB_NAME").values(job_name(name)).build();
+        let out = self
+            .client
+            .list_jobs()
+            .job_queue(&self.job_queue)
+            .filters(filter)
+            .send()
+            .await
+            .map_err(|e| backend("ListJobs", e))?;
+        let mut jobs: Vec<_> = out.job_summary_list().iter().collect();
+        jobs.sort_by_key(|job| std::cmp::Reverse(job.created_at()));
+        Ok(jobs.first().and_then(|job| job.job_id()).map(str::to_owned))
     }
 
     async fn describe(&self, id: &str) -> Result<JobStatus, JobsError> {

@@ -7,6 +7,7 @@
 //! |---|---|---|---|
 //! | image record | `DS#<dataset>` | `IMG#<key>` | [`ImageRecord`] |
 //! | first copy of some bytes | `DS#<dataset>` | `SHA#<sha256>` | `key` |
+//! | a later copy of them | `DS#<dataset>` | `DUP#<sha256>#<key>` | `key` |
 //! | near-duplicate band | `PH#<dataset>#<band>#<bits>` | `<key>` | `phash` |
 //! | dataset registry | `DATASETS` | `<dataset>` | `created_at` |
 //! | accepted arrivals | `ARRIVALS#<dataset>#<shard>` | `ACCEPTED` | `count` |
@@ -144,6 +145,16 @@ pub const IMAGE_SK_PREFIX: &str = "IMG#";
 
 pub fn sha_sk(sha256: &str) -> String {
     format!("SHA#{sha256}")
+}
+
+/// A duplicate's entry under its bytes' hash: when the first copy goes, one of these takes its
+/// place as the sample, so deleting an image never drops bytes that are still uploaded.
+pub fn duplicate_sk(sha256: &str, key: &str) -> String {
+    format!("{}{key}", duplicates_prefix(sha256))
+}
+
+pub fn duplicates_prefix(sha256: &str) -> String {
+    format!("DUP#{sha256}#")
 }
 
 /// The band values of a pHash: 13, 13, 13, 13 and 12 bits.

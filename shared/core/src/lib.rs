@@ -28,6 +28,7 @@ pub mod ports;
 pub mod preprocess;
 pub mod reason;
 pub mod registry;
+pub mod runs;
 pub mod sequencer;
 pub mod snapshot;
 pub mod stats;

@@ -18,7 +18,11 @@ pub struct ClassMetrics {
 /// (`confusion[true][predicted]`, both in `labels` order).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
+    /// Every test image evaluated, those whose label the model does not know included.
     pub images: u64,
+    /// Test images whose true label is not among the model's labels: counted, and wrong.
+    #[serde(default)]
+    pub unknown_label: u64,
     pub accuracy: f64,
     pub labels: Vec<String>,
     pub per_class: BTreeMap<String, ClassMetrics>,
@@ -30,20 +34,36 @@ pub struct Evaluation {
 pub struct Confusion {
     labels: Vec<String>,
     matrix: Vec<Vec<u64>>,
+    unknown_label: u64,
 }
 
 impl Confusion {
     pub fn new(labels: Vec<String>) -> Self {
         let n = labels.len();
-        Self { labels, matrix: vec![vec![0; n]; n] }
+        Self { labels, matrix: vec![vec![0; n]; n], unknown_label: 0 }
     }
 
     pub fn add(&mut self, truth: usize, predicted: usize) {
         self.matrix[truth][predicted] += 1;
     }
 
+    /// A test image whose label the model does not know: whatever it predicts is wrong. Skipping
+    /// it instead would score a model on the images it happens to know, and an evaluation of
+    /// another task's test split on none of them.
+    pub fn add_unknown_label(&mut self) {
+        self.unknown_label += 1;
+    }
+
+    /// Adds one image whose true label is `truth` (by name) and predicted index `predicted`.
+    pub fn add_named(&mut self, truth: &str, predicted: usize) {
+        match self.labels.iter().position(|l| l == truth) {
+            Some(index) => self.add(index, predicted),
+            None => self.add_unknown_label(),
+        }
+    }
+
     pub fn total(&self) -> u64 {
-        self.matrix.iter().flatten().sum()
+        self.matrix.iter().flatten().sum::<u64>() + self.unknown_label
     }
 
     pub fn evaluation(&self) -> Evaluation {
@@ -62,6 +82,7 @@ impl Confusion {
             .collect();
         Evaluation {
             images: total,
+            unknown_label: self.unknown_label,
             accuracy: ratio(correct, total),
             labels: self.labels.clone(),
             per_class,
@@ -71,6 +92,11 @@ impl Confusion {
 }
 
 impl Evaluation {
+    /// The evaluation without its per-class metrics and confusion matrix.
+    pub fn summary(&self) -> Evaluation {
+        Evaluation { per_class: BTreeMap::new(), confusion: Vec::new(), labels: Vec::new(), ..self.clone() }
+    }
+
     /// The confusion matrix as a text table, for terminals.
     pub fn confusion_table(&self) -> String {
         let width = self.labels.iter().map(|l| l.len()).max().unwrap_or(1).max(4);
@@ -106,5 +132,14 @@ mod tests {
         assert_eq!(e.per_class["dog"].precision, 0.5);
         assert_eq!(e.confusion, vec![vec![2, 1], vec![0, 1]]);
         assert!(e.confusion_table().contains("cat"));
+    }
+
+    #[test]
+    fn a_test_image_of_an_unknown_label_counts_and_is_wrong() {
+        let mut c = Confusion::new(vec!["cat".into(), "dog".into()]);
+        c.add_named("cat", 0);
+        c.add_named("horse", 0);
+        let e = c.evaluation();
+        assert_eq!((e.images, e.unknown_label, e.accuracy), (2, 1, 0.5));
     }
 }

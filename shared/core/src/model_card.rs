@@ -21,6 +21,14 @@ pub fn run_prefix(model: &str, run_id: &str, point: u32) -> String {
     format!("models/{model}/runs/{run_id}/{point}/")
 }
 
+/// Where one attempt at a run's point writes its model: a key no other attempt uses, so that a
+/// second job for the same run (a redelivery, a retry after a timeout) can never change the
+/// bytes a registered version names. The card stays at `<prefix>card.json`; a later attempt's
+/// card is a redelivery to register-model, which registered the first one already.
+pub fn artifact_key(prefix: &str, attempt: &str) -> String {
+    format!("{prefix}{attempt}/{MODEL_FILE}")
+}
+
 /// `(model, run, point)` of a card's key, or `None` for any other key.
 pub fn parse_card_key(key: &str) -> Option<(String, String, u32)> {
     let rest = key.strip_prefix("models/")?;

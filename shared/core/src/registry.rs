@@ -15,10 +15,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::metrics::Evaluation;
 use crate::model_card::Artifact;
-use crate::ports::{Item, Table, TableError, TableExt};
+use crate::ports::{Item, ObjectStore, ObjectStoreError, Table, TableError, TableExt};
 use crate::preprocess::InputSpec;
 
 pub const MODELS_PK: &str = "MODELS";
+/// An evaluation larger than this goes to the store bucket, not into the version item: a
+/// DynamoDB item holds 400 KB, and a confusion matrix of 400 labels alone is 160,000 counts.
+pub const MAX_INLINE_EVALUATION_BYTES: usize = 64 * 1024;
 pub const PRODUCTION: &str = "production";
 const VERSION_PREFIX: &str = "VER#";
 /// Conditional writes retried this many times before a conflict is reported.
@@ -26,6 +29,11 @@ const ATTEMPTS: usize = 8;
 
 pub fn model_pk(model: &str) -> String {
     format!("MODEL#{model}")
+}
+
+/// Where a version's whole evaluation goes in the store bucket when it is too large to inline.
+pub fn evaluation_key(model: &str, version: u32) -> String {
+    format!("registry/{model}/{}/evaluation.json", version_sk(version).replace('#', "-"))
 }
 
 pub fn version_sk(version: u32) -> String {
@@ -60,37 +68,167 @@ pub struct Lineage {
     pub hyperparameters: BTreeMap<String, f64>,
 }
 
+/// A model's promotion gate, stored per model (`GATE` under `MODEL#<model>`); `cvops gate`
+/// shows and sets it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct GatePolicy {
+    /// The accuracy a version needs on its test split to be promoted by itself.
+    pub floor: f64,
+    /// Fewer test images than this is no evaluation: the version is `not_evaluated`, and its
+    /// score neither promotes it nor blocks another.
+    pub min_test_images: u64,
+}
+
+/// 20 test images: below that one image moves accuracy by more than 5 points.
+pub const DEFAULT_MIN_TEST_IMAGES: u64 = 20;
+const GATE_SK: &str = "GATE";
+
+impl GatePolicy {
+    pub fn with_floor(floor: f64) -> Self {
+        Self { floor, min_test_images: DEFAULT_MIN_TEST_IMAGES }
+    }
+}
+
+/// The model's gate as set with `cvops gate`, else `default`.
+pub async fn gate_policy(table: &dyn Table, model: &str, default: GatePolicy) -> Result<GatePolicy, TableError> {
+    match table.get(&model_pk(model), GATE_SK).await? {
+        Some(item) => item.to_record(),
+        None => Ok(default),
+    }
+}
+
+pub async fn set_gate_policy(table: &dyn Table, model: &str, policy: &GatePolicy) -> Result<(), TableError> {
+    table.put(Item::from_record(model_pk(model), GATE_SK, policy)?).await?;
+    Ok(())
+}
+
+/// What a version is for: the labels it predicts and the dataset it learned them from. Nothing
+/// is promoted by itself over a version of another task; a person does it with `cvops promote`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskSignature {
+    pub labels: Vec<String>,
+    pub dataset: String,
+}
+
+impl TaskSignature {
+    pub fn of(version: &ModelVersion) -> Option<Self> {
+        let dataset = version.lineage.as_ref()?.dataset.clone();
+        Some(Self { labels: version.labels.clone(), dataset })
+    }
+
+    /// Same labels (as a set: each version serves with its own order) and the same dataset.
+    pub fn same_task(&self, other: &TaskSignature) -> bool {
+        self.mismatch(other, 0).is_none()
+    }
+
+    /// The stable code and explanation of why `self` cannot replace `production` by itself.
+    fn mismatch(&self, production: &TaskSignature, version: u32) -> Option<(&'static str, String)> {
+        let set = |labels: &[String]| labels.iter().cloned().collect::<std::collections::BTreeSet<_>>();
+        if set(&self.labels) != set(&production.labels) {
+            let (ours, theirs) = (self.labels.len(), production.labels.len());
+            return Some(("different_labels", format!("its {ours} labels are not production v{version}'s {theirs}")));
+        }
+        if self.dataset != production.dataset {
+            return Some((
+                "different_dataset",
+                format!("it was trained on {:?}, production v{version} on {:?}", self.dataset, production.dataset),
+            ));
+        }
+        None
+    }
+}
+
+/// The production version the gate compares with: its task, and its accuracy on the candidate's
+/// own test split (`None` when it could not be evaluated there; that blocks nothing).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProductionScore {
+    pub version: u32,
+    pub signature: Option<TaskSignature>,
+    pub accuracy: Option<f64>,
+}
+
 /// Why a version was or was not promoted when it was registered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GateDecision {
     pub passed: bool,
-    pub accuracy: f64,
+    /// When it did not pass: `not_evaluated`, `below_floor`, `different_labels`,
+    /// `different_dataset` or `below_production`.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// `None` when the version was not evaluated (too few test images): never a 0.0.
+    pub accuracy: Option<f64>,
     pub floor: f64,
+    #[serde(default)]
+    pub min_test_images: u64,
+    #[serde(default)]
+    pub test_images: u64,
     /// The production version at the time, and its accuracy on the same test split.
     pub production_version: Option<u32>,
     pub production_accuracy: Option<f64>,
     pub explanation: String,
 }
 
-/// The promotion gate: at least the floor, and at least production on the same test split.
-pub fn gate(accuracy: f64, floor: f64, production: Option<(u32, f64)>) -> GateDecision {
-    let (passed, explanation) = if accuracy < floor {
-        (false, format!("accuracy {accuracy:.4} is below the floor {floor:.4}"))
+/// The promotion gate, in order: enough test images to mean anything, at least the floor, the
+/// same task as production (labels and dataset), and at least production's accuracy on the same
+/// test split.
+pub fn gate(
+    model: &str,
+    version: u32,
+    evaluation: &Evaluation,
+    signature: &TaskSignature,
+    policy: &GatePolicy,
+    production: Option<&ProductionScore>,
+) -> GateDecision {
+    let evaluated = evaluation.images >= policy.min_test_images;
+    let accuracy = evaluated.then_some(evaluation.accuracy);
+    let manual = format!("`cvops promote {model} {version}` promotes it by hand");
+    let verdict: Result<String, (&str, String)> = if !evaluated {
+        Err((
+            "not_evaluated",
+            format!(
+                "{} test images, fewer than the {} this model's gate needs; add test images or lower it with `cvops gate {model} --min-test-images N`",
+                evaluation.images, policy.min_test_images
+            ),
+        ))
+    } else if evaluation.accuracy < policy.floor {
+        Err(("below_floor", format!("accuracy {:.4} is below the floor {:.4}", evaluation.accuracy, policy.floor)))
     } else {
         match production {
-            Some((version, theirs)) if accuracy < theirs => {
-                (false, format!("accuracy {accuracy:.4} is below production v{version}'s {theirs:.4} on the same test split"))
-            }
-            Some((version, theirs)) => (true, format!("accuracy {accuracy:.4} >= production v{version}'s {theirs:.4}")),
-            None => (true, format!("accuracy {accuracy:.4} >= floor {floor:.4}; no production version yet")),
+            None => Ok(format!("accuracy {:.4} >= floor {:.4}; no production version yet", evaluation.accuracy, policy.floor)),
+            Some(current) => match current.signature.as_ref().and_then(|theirs| signature.mismatch(theirs, current.version)) {
+                Some((code, why)) => Err((code, format!("not promoted by itself: {why}; {manual}"))),
+                None => match current.accuracy {
+                    Some(theirs) if evaluation.accuracy < theirs => Err((
+                        "below_production",
+                        format!(
+                            "accuracy {:.4} is below production v{}'s {theirs:.4} on the same test split",
+                            evaluation.accuracy, current.version
+                        ),
+                    )),
+                    Some(theirs) => {
+                        Ok(format!("accuracy {:.4} >= production v{}'s {theirs:.4}", evaluation.accuracy, current.version))
+                    }
+                    None => Ok(format!(
+                        "accuracy {:.4} >= floor {:.4}; production v{} could not be evaluated on this test split",
+                        evaluation.accuracy, policy.floor, current.version
+                    )),
+                },
+            },
         }
+    };
+    let (passed, code, explanation) = match verdict {
+        Ok(explanation) => (true, None, explanation),
+        Err((code, explanation)) => (false, Some(code.to_owned()), explanation),
     };
     GateDecision {
         passed,
+        code,
         accuracy,
-        floor,
-        production_version: production.map(|p| p.0),
-        production_accuracy: production.map(|p| p.1),
+        floor: policy.floor,
+        min_test_images: policy.min_test_images,
+        test_images: evaluation.images,
+        production_version: production.map(|p| p.version),
+        production_accuracy: production.and_then(|p| p.accuracy),
         explanation,
     }
 }
@@ -102,8 +240,8 @@ pub struct ModelVersion {
     #[serde(rename = "version_number")]
     pub version: u32,
     pub status: VersionStatus,
-    /// For a rejected version: a stable code (`malformed_card`, `missing_artifact`,
-    /// `checksum_mismatch`, `unloadable_model`, `no_test_images`) and what to do.
+    /// For a rejected version: a stable code (`malformed_card`, `unknown_run`, `missing_artifact`,
+    /// `checksum_mismatch`, `unloadable_model`, `unknown_snapshot`) and what to do.
     pub reason_code: Option<String>,
     pub reason: Option<String>,
     pub card_key: String,
@@ -111,10 +249,24 @@ pub struct ModelVersion {
     pub labels: Vec<String>,
     pub input: Option<InputSpec>,
     pub lineage: Option<Lineage>,
-    /// register-model's own evaluation on the snapshot's test split.
+    /// register-model's own evaluation on the snapshot's test split; only its summary (no
+    /// per-class metrics, no confusion matrix) when the whole is in the store bucket at
+    /// `evaluation_key`, as it is for label sets whose matrix would not fit a table item.
     pub evaluation: Option<Evaluation>,
+    #[serde(default)]
+    pub evaluation_key: Option<String>,
     pub gate: Option<GateDecision>,
     pub registered_at: String,
+}
+
+impl ModelVersion {
+    /// Its accuracy on its test split, `None` when it was not evaluated (or rejected).
+    pub fn accuracy(&self) -> Option<f64> {
+        match &self.gate {
+            Some(gate) => gate.accuracy,
+            None => self.evaluation.as_ref().map(|e| e.accuracy),
+        }
+    }
 }
 
 /// The alias item: the version it names, and the versions it named before (for rollback).
@@ -193,6 +345,44 @@ pub async fn claim_version(table: &dyn Table, model: &str, run_id: &str, point: 
             version_of_card(table, model, run_id, point).await?.ok_or(TableError::Conflict { pk, sk: card_sk(run_id, point) })
         }
         Err(e) => Err(e),
+    }
+}
+
+/// Puts `evaluation` on the record, or, when its per-class metrics and confusion matrix would
+/// take the item near DynamoDB's 400 KB limit, into the store bucket at [`evaluation_key`]
+/// (written before the record, under a key of its own version, so a retry rewrites the same
+/// bytes) with only its summary on the record.
+pub async fn attach_evaluation(
+    objects: &dyn ObjectStore,
+    store_bucket: &str,
+    record: &mut ModelVersion,
+    evaluation: Evaluation,
+) -> Result<(), ObjectStoreError> {
+    let full = serde_json::to_vec(&evaluation).expect("an evaluation serialises");
+    if full.len() <= MAX_INLINE_EVALUATION_BYTES {
+        record.evaluation = Some(evaluation);
+        record.evaluation_key = None;
+        return Ok(());
+    }
+    let key = evaluation_key(&record.model, record.version);
+    objects.put(store_bucket, &key, full.into()).await?;
+    record.evaluation = Some(evaluation.summary());
+    record.evaluation_key = Some(key);
+    Ok(())
+}
+
+/// The version's whole evaluation: from the record, or from the store bucket when it is there.
+pub async fn full_evaluation(
+    objects: &dyn ObjectStore,
+    store_bucket: &str,
+    record: &ModelVersion,
+) -> Result<Option<Evaluation>, ObjectStoreError> {
+    match &record.evaluation_key {
+        None => Ok(record.evaluation.clone()),
+        Some(key) => {
+            let bytes = objects.get(store_bucket, key, 256 << 20).await?;
+            Ok(serde_json::from_slice(&bytes).ok())
+        }
     }
 }
 
@@ -277,13 +467,60 @@ pub async fn rollback(table: &dyn Table, model: &str, now: &str) -> Result<Alias
 mod tests {
     use super::*;
 
+    fn evaluation(images: u64, accuracy: f64) -> Evaluation {
+        Evaluation {
+            images,
+            unknown_label: 0,
+            accuracy,
+            labels: Vec::new(),
+            per_class: Default::default(),
+            confusion: Vec::new(),
+        }
+    }
+
+    fn digits() -> TaskSignature {
+        TaskSignature { labels: vec!["0".into(), "1".into()], dataset: "digits".into() }
+    }
+
+    fn production(version: u32, accuracy: Option<f64>, signature: TaskSignature) -> ProductionScore {
+        ProductionScore { version, signature: Some(signature), accuracy }
+    }
+
     #[test]
     fn the_gate_needs_the_floor_and_production() {
-        assert!(gate(0.95, 0.9, None).passed);
-        assert!(!gate(0.85, 0.9, None).passed);
-        assert!(gate(0.95, 0.9, Some((1, 0.95))).passed);
-        let refused = gate(0.95, 0.9, Some((3, 0.97)));
+        let policy = GatePolicy::with_floor(0.9);
+        let g = |e: Evaluation, p: Option<&ProductionScore>| gate("m", 2, &e, &digits(), &policy, p);
+        assert!(g(evaluation(100, 0.95), None).passed);
+        assert_eq!(g(evaluation(100, 0.85), None).code.as_deref(), Some("below_floor"));
+        assert!(g(evaluation(100, 0.95), Some(&production(1, Some(0.95), digits()))).passed);
+        let refused = g(evaluation(100, 0.95), Some(&production(3, Some(0.97), digits())));
         assert!(!refused.passed && refused.explanation.contains("v3"));
+        assert_eq!(refused.code.as_deref(), Some("below_production"));
+        // Production that could not be evaluated on this split blocks nothing.
+        assert!(g(evaluation(100, 0.95), Some(&production(1, None, digits()))).passed);
+    }
+
+    #[test]
+    fn too_few_test_images_is_not_evaluated_never_a_score() {
+        let policy = GatePolicy::with_floor(0.9);
+        let decision = gate("m", 1, &evaluation(19, 1.0), &digits(), &policy, None);
+        assert!(!decision.passed);
+        assert_eq!((decision.code.as_deref(), decision.accuracy), (Some("not_evaluated"), None));
+        assert!(gate("m", 1, &evaluation(20, 1.0), &digits(), &policy, None).passed);
+    }
+
+    #[test]
+    fn another_task_is_never_promoted_by_itself() {
+        let policy = GatePolicy::with_floor(0.5);
+        let other_labels = TaskSignature { labels: vec!["cat".into(), "dog".into()], dataset: "digits".into() };
+        let decision =
+            gate("digits", 2, &evaluation(100, 0.99), &other_labels, &policy, Some(&production(1, Some(0.0), digits())));
+        assert_eq!(decision.code.as_deref(), Some("different_labels"));
+        assert!(decision.explanation.contains("cvops promote digits 2"), "{}", decision.explanation);
+        let other_dataset = TaskSignature { labels: vec!["1".into(), "0".into()], dataset: "other".into() };
+        let decision =
+            gate("digits", 2, &evaluation(100, 0.99), &other_dataset, &policy, Some(&production(1, Some(0.0), digits())));
+        assert_eq!(decision.code.as_deref(), Some("different_dataset"));
     }
 
     #[test]

@@ -29,6 +29,19 @@ fn backend(e: std::io::Error) -> JobsError {
     JobsError::Backend { message: e.to_string(), retryable: false, source: Some(Box::new(e)) }
 }
 
+impl ProcessJobRunner {
+    /// Job names are kept as files beside the logs, so a name is found again after a restart.
+    fn name_file(&self, name: &str) -> PathBuf {
+        let safe: String =
+            name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect();
+        self.log_dir.join(format!("{safe}.job"))
+    }
+
+    fn remember_name(&self, name: &str, id: &str) -> std::io::Result<()> {
+        std::fs::write(self.name_file(name), id)
+    }
+}
+
 #[async_trait]
 impl JobRunner for ProcessJobRunner {
     async fn submit(&self, spec: &JobSpec) -> Result<String, JobsError> {
@@ -37,6 +50,7 @@ impl JobRunner for ProcessJobRunner {
             return Err(JobsError::Invalid(format!("array size {} is outside 1..=10000", spec.array_size)));
         }
         let id = uuid::Uuid::new_v4().to_string();
+        self.remember_name(&spec.name, &id).map_err(backend)?;
         let mut children = Vec::new();
         for index in 0..spec.array_size {
             let array = spec.array_size > 1;
@@ -58,6 +72,14 @@ impl JobRunner for ProcessJobRunner {
         }
         self.jobs.lock().expect("jobs poisoned").insert(id.clone(), children);
         Ok(id)
+    }
+
+    async fn find(&self, name: &str) -> Result<Option<String>, JobsError> {
+        match std::fs::read_to_string(self.name_file(name)) {
+            Ok(id) => Ok(Some(id.trim().to_owned())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(backend(e)),
+        }
     }
 
     /// An array job is running while any child runs, succeeded when all did, failed otherwise.

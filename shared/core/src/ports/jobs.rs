@@ -61,5 +61,8 @@ pub struct JobStatus {
 #[async_trait]
 pub trait JobRunner: Send + Sync + Debug {
     async fn submit(&self, spec: &JobSpec) -> Result<String, JobsError>;
+    /// The id of a job submitted earlier under `name` (as [`JobSpec::name`]), if there is one:
+    /// what makes a redelivered submission safe when the first one's bookkeeping failed.
+    async fn find(&self, name: &str) -> Result<Option<String>, JobsError>;
     async fn describe(&self, id: &str) -> Result<JobStatus, JobsError>;
 }
