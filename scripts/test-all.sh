@@ -2,30 +2,43 @@
 # Runs every test of cvops: the README's test command, and what CI runs.
 #
 # Plain `cargo test` is hermetic: the AWS adapters' tests skip themselves, saying so. This script
-# also checks the SAM template with cfn-lint and checkov (installed from PyPI into .venv-iac the
-# first time), installs moto (an AWS-compatible server, from PyPI) if it is missing, starts
-# moto_server on a free loopback port, runs the whole workspace with CVOPS_TEST_AWS_ENDPOINT
-# pointing at it, and stops the server on the way out, whatever happens.
+# also checks the SAM template with cfn-lint and checkov (installed from PyPI into .venv-iac at the
+# pinned versions below), installs moto (an AWS-compatible server, from PyPI) at its pinned
+# version if it is missing or another version, starts moto_server on a free loopback port, runs
+# the whole workspace with CVOPS_TEST_AWS_ENDPOINT pointing at it, and stops the server on the
+# way out, whatever happens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python=${PYTHON:-python3}
+# Exact versions from PyPI: the template is checked by the same rules and the AWS tests run
+# against the same server until someone moves a pin (and fixes what the new version finds).
+cfn_lint_version=1.58.0
+checkov_version=3.3.30
+moto_version=5.2.1
+
+# The installed version of a distribution, or nothing.
+installed() { "$1" -c "import importlib.metadata as m; print(m.version('$2'))" 2>/dev/null || true; }
+
 # The template's linters live in a virtual environment of their own: checkov pins versions of
 # boto3 and friends that moto's would otherwise fight over.
 iac=${CVOPS_IAC_VENV:-.venv-iac}
-if [ ! -x "$iac/bin/cfn-lint" ] || [ ! -x "$iac/bin/checkov" ]; then
-    echo "== installing cfn-lint and checkov from PyPI into $iac"
+if [ ! -x "$iac/bin/cfn-lint" ] || [ ! -x "$iac/bin/checkov" ] ||
+    [ "$(installed "$iac/bin/python" cfn-lint)" != "$cfn_lint_version" ] ||
+    [ "$(installed "$iac/bin/python" checkov)" != "$checkov_version" ]; then
+    echo "== installing cfn-lint $cfn_lint_version and checkov $checkov_version from PyPI into $iac"
     "$python" -m venv "$iac"
-    "$iac/bin/pip" install --quiet --disable-pip-version-check 'cfn-lint>=1,<2' 'checkov>=3,<4'
+    "$iac/bin/pip" install --quiet --disable-pip-version-check "cfn-lint==$cfn_lint_version" "checkov==$checkov_version"
 fi
 echo "== cfn-lint infra/template.yaml"
 "$iac/bin/cfn-lint" infra/template.yaml
 echo "== checkov -f infra/template.yaml (every skip is justified inline in the template)"
 "$iac/bin/checkov" -f infra/template.yaml --quiet --compact --skip-download
 
-if ! command -v moto_server >/dev/null 2>&1 || ! "$python" -c "import moto.server, flask" >/dev/null 2>&1; then
-    echo "== installing moto[server] from PyPI"
-    "$python" -m pip install --quiet --disable-pip-version-check 'moto[server]>=5,<6'
+if ! command -v moto_server >/dev/null 2>&1 || ! "$python" -c "import moto.server, flask" >/dev/null 2>&1 ||
+    [ "$(installed "$python" moto)" != "$moto_version" ]; then
+    echo "== installing moto[server] $moto_version from PyPI"
+    "$python" -m pip install --quiet --disable-pip-version-check "moto[server]==$moto_version"
 fi
 
 port=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

@@ -9,6 +9,8 @@
 //!   that retries host and spot terminations only.
 //! - [`AwsConfig`]: the SDK configuration, read once from the environment (region, credentials
 //!   chain, `AWS_ENDPOINT_URL`), with standard-mode retries and timeouts.
+//! - [`iam`]: what IAM must grant for each call the adapters make, and which calls each function
+//!   makes (the template test checks `infra/template.yaml` against it).
 //!
 //! Only `main.rs` of a function (and the AWS tests) construct these; handlers see the ports.
 
@@ -17,6 +19,7 @@ mod config;
 mod dynamodb;
 pub mod env;
 mod errors;
+pub mod iam;
 mod s3;
 mod sqs;
 
