@@ -4,12 +4,20 @@
 //! old object or the new one, never half of one. Each change can be announced on a channel as an
 //! [`ObjectEvent`] carrying an S3-style sequencer, which is how the local platform reproduces S3
 //! event notifications.
+//!
+//! Durability: a change is on disk before it is announced, as S3 has stored an object before it
+//! sends the notification. A put (and a copy) flushes the temporary file's data before the rename
+//! and then the folder that holds the new name (and any folder it had to create), so that a power
+//! cut after the event cannot leave the catalog pointing at an object that is missing or empty; a
+//! delete flushes the folder it removed the name from. A process killed in the middle of a put
+//! leaves at most a temporary file, never a visible object; [`FsObjectStore::new`] sweeps those
+//! once they are old enough that no put can still be writing them.
 
 use std::fs;
 use std::io::{ErrorKind, Read};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -18,6 +26,9 @@ use tokio::sync::mpsc::UnboundedSender;
 
 const TEMP_DIR: &str = ".tmp";
 const LIST_PAGE: usize = 1000;
+/// A temporary file untouched for this long belongs to a put that will never finish (its process
+/// was killed): a put keeps writing its file until the rename.
+const STALE_TEMP: Duration = Duration::from_secs(60 * 60);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ObjectEventKind {
@@ -45,9 +56,12 @@ pub struct FsObjectStore {
 }
 
 impl FsObjectStore {
+    /// Opens (creating if needed) the buckets under `root`, and removes the temporary files of
+    /// puts that were interrupted more than an hour ago.
     pub fn new(root: impl Into<PathBuf>) -> std::io::Result<Self> {
         let root = root.into();
-        fs::create_dir_all(root.join(TEMP_DIR))?;
+        create_dirs_durably(&root.join(TEMP_DIR))?;
+        sweep_stale_temps(&root.join(TEMP_DIR), STALE_TEMP);
         Ok(Self { root, events: None })
     }
 
@@ -106,20 +120,74 @@ impl FsObjectStore {
         self.place(path, |temp| fs::write(temp, data))
     }
 
-    /// Writes a temporary file with `write`, then renames it to `path`.
+    /// Writes a temporary file with `write` and flushes it to disk, renames it to `path`, then
+    /// flushes the folder that holds `path`: when this returns, the object survives a power cut.
     fn place(&self, path: &Path, write: impl FnOnce(&Path) -> std::io::Result<()>) -> Result<(), ObjectStoreError> {
         let temp = self.root.join(TEMP_DIR).join(uuid::Uuid::new_v4().to_string());
-        if let Err(e) = write(&temp) {
+        let written = write(&temp).and_then(|()| sync_file(&temp));
+        if let Err(e) = written {
             let _ = fs::remove_file(&temp);
             return Err(io_error(e));
         }
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).map_err(io_error)?;
-        }
-        fs::rename(&temp, path).map_err(|e| {
+        let parent = path.parent().expect("an object's path is inside its bucket folder");
+        let renamed = create_dirs_durably(parent).and_then(|()| fs::rename(&temp, path));
+        if let Err(e) = renamed {
             let _ = fs::remove_file(&temp);
-            io_error(e)
-        })
+            return Err(io_error(e));
+        }
+        sync_dir(parent).map_err(io_error)
+    }
+}
+
+/// Flushes a file's data and metadata (`fsync`; on macOS `F_FULLFSYNC`, which is what
+/// `sync_all` does there).
+fn sync_file(path: &Path) -> std::io::Result<()> {
+    // Opened for writing, as Windows flushes only handles with write access.
+    fs::OpenOptions::new().write(true).open(path)?.sync_all()
+}
+
+/// Flushes a folder, so that the names created, renamed into or removed from it are on disk.
+/// Windows has no such call for folders (NTFS journals its metadata): nothing to do there.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    fs::File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// `create_dir_all`, then a flush of the parent of every folder it created, top down: a new
+/// object's folder must not vanish in a power cut while its object's name survives.
+fn create_dirs_durably(dir: &Path) -> std::io::Result<()> {
+    let mut missing = Vec::new();
+    let mut cursor = Some(dir);
+    while let Some(d) = cursor.filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
+        missing.push(d);
+        cursor = d.parent();
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir)?;
+    for created in missing.iter().rev() {
+        if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes the temporary files in `temp_dir` not modified for `age`: the leftovers of puts whose
+/// process was killed. Best effort: a file it cannot read or remove stays for the next sweep.
+fn sweep_stale_temps(temp_dir: &Path, age: Duration) {
+    let Ok(entries) = fs::read_dir(temp_dir) else { return };
+    let now = SystemTime::now();
+    for entry in entries.flatten() {
+        let Ok(metadata) = entry.metadata() else { continue };
+        let stale = metadata.modified().ok().and_then(|m| now.duration_since(m).ok()).is_some_and(|idle| idle >= age);
+        if metadata.is_file() && stale {
+            let _ = fs::remove_file(entry.path());
+        }
     }
 }
 
@@ -267,13 +335,12 @@ impl ObjectStore for FsObjectStore {
         }
         // Tidy the folders the key made, as S3 has no folders to leave behind.
         let bucket_dir = self.bucket_dir(bucket);
-        let mut dir = path.parent();
-        while let Some(d) = dir.filter(|d| *d != bucket_dir && d.starts_with(&bucket_dir)) {
-            if fs::remove_dir(d).is_err() {
-                break;
-            }
-            dir = d.parent();
+        let mut dir = path.parent().expect("an object's path is inside its bucket folder");
+        while dir != bucket_dir && dir.starts_with(&bucket_dir) && fs::remove_dir(dir).is_ok() {
+            dir = dir.parent().expect("inside the bucket folder");
         }
+        // The removal is on disk before it is announced: the lowest folder still there lost a name.
+        sync_dir(dir).map_err(io_error)?;
         self.announce(bucket, key, ObjectEventKind::Removed);
         Ok(())
     }
@@ -298,4 +365,81 @@ fn collect_files(bucket_dir: &Path, dir: &Path, out: &mut Vec<(String, fs::Metad
         }
     }
     Ok(())
+}
+
+/// A fresh folder under the system's temporary folder, removed on drop (no dev-dependency needed).
+#[cfg(test)]
+pub(crate) struct TestDir(PathBuf);
+
+#[cfg(test)]
+impl TestDir {
+    pub(crate) fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("cvops-local-test-{}", uuid::Uuid::new_v4()));
+        fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temps(root: &Path) -> Vec<PathBuf> {
+        fs::read_dir(root.join(TEMP_DIR)).unwrap().map(|e| e.unwrap().path()).collect()
+    }
+
+    #[tokio::test]
+    async fn puts_copies_and_deletes_leave_no_temporary_files_and_no_empty_folders() {
+        let dir = TestDir::new();
+        let store = FsObjectStore::new(dir.path()).unwrap();
+        store.put("raw", "a/b/c/one.bin", Bytes::from_static(b"one")).await.unwrap();
+        let source = dir.path().join("source.bin");
+        fs::write(&source, b"two").unwrap();
+        store.put_file("raw", "a/b/two.bin", &source).unwrap();
+        store.copy("raw", "a/b/c/one.bin", "store", "x/one.bin").await.unwrap();
+        assert!(temps(dir.path()).is_empty(), "every temporary file was renamed into place");
+        assert_eq!(fs::read(dir.path().join("raw/a/b/c/one.bin")).unwrap(), b"one");
+        assert_eq!(fs::read(dir.path().join("store/x/one.bin")).unwrap(), b"one");
+
+        store.delete("raw", "a/b/c/one.bin").await.unwrap();
+        assert!(!dir.path().join("raw/a/b/c").exists(), "the emptied folder went with the object");
+        assert!(dir.path().join("raw/a/b/two.bin").exists());
+        store.delete("raw", "a/b/two.bin").await.unwrap();
+        assert!(!dir.path().join("raw/a").exists());
+        assert!(dir.path().join("raw").is_dir(), "the bucket folder stays");
+    }
+
+    #[test]
+    fn opening_sweeps_only_the_temporary_files_of_long_interrupted_puts() {
+        let dir = TestDir::new();
+        FsObjectStore::new(dir.path()).unwrap();
+        let (old, fresh) = (dir.path().join(TEMP_DIR).join("old"), dir.path().join(TEMP_DIR).join("fresh"));
+        fs::write(&old, b"half of a put").unwrap();
+        fs::write(&fresh, b"a put in progress").unwrap();
+        let two_hours_ago = SystemTime::now() - Duration::from_secs(2 * 60 * 60);
+        fs::File::options().write(true).open(&old).unwrap().set_modified(two_hours_ago).unwrap();
+        FsObjectStore::new(dir.path()).unwrap();
+        assert_eq!(temps(dir.path()), vec![fresh]);
+    }
+
+    #[test]
+    fn folders_are_created_all_the_way_down() {
+        let dir = TestDir::new();
+        let deep = dir.path().join("a/b/c");
+        create_dirs_durably(&deep).unwrap();
+        assert!(deep.is_dir());
+        create_dirs_durably(&deep).unwrap();
+        sync_dir(&deep).unwrap();
+    }
 }
