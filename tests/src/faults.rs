@@ -129,6 +129,12 @@ impl ObjectStore for FaultyObjectStore {
             None => self.inner.delete(bucket, key).await,
         }
     }
+    async fn get_version(&self, bucket: &str, key: &str, version_id: &str, max_bytes: u64) -> Result<Bytes, ObjectStoreError> {
+        match self.plan.check("get_version").await {
+            Some(m) => Err(store_fault(m)),
+            None => self.inner.get_version(bucket, key, version_id, max_bytes).await,
+        }
+    }
 }
 
 #[derive(Debug)]

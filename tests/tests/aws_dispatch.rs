@@ -8,7 +8,7 @@ use std::sync::Arc;
 use aws_sdk_s3::primitives::ByteStream;
 use cvops_aws::{BatchJobRunner, DynamoTable, S3ObjectStore, SqsQueue};
 use cvops_core::clock::SystemClock;
-use cvops_core::ports::Table;
+use cvops_core::ports::{JobRunner, Table};
 use cvops_dispatch_training::handler::{run_pk, run_sk};
 use cvops_dispatch_training::{Dispatch, DispatchConfig, DispatchEvent, RunRecord};
 use cvops_ingest::IngestConfig;
@@ -86,5 +86,11 @@ async fn a_training_request_becomes_a_gpu_array_job_on_batch() {
 
     // Delivered again: the same run, no second job.
     dispatch.handle(&event).await.unwrap();
-    assert_eq!(wiretap.0.lock().unwrap().iter().filter(|b| b.contains("\"jobQueue\"")).count(), 1, "one SubmitJob");
+    // (ListJobs names the queue too; only SubmitJob names the definition.)
+    assert_eq!(wiretap.0.lock().unwrap().iter().filter(|b| b.contains("\"jobDefinition\"")).count(), 1, "one SubmitJob");
+    // The job is found again by its deterministic name, as a redelivery after a failed
+    // bookkeeping would look it up.
+    let runner = BatchJobRunner::new(aws.batch(), &job_queue, &job_definition);
+    assert_eq!(runner.find(&run.job_name()).await.unwrap(), Some(job_id));
+    assert_eq!(runner.find("digits-cnn-run-never-dispatched").await.unwrap(), None);
 }

@@ -4,12 +4,13 @@
 
 use std::sync::Arc;
 
+use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
 use bytes::Bytes;
 use cvops_aws::{DynamoTable, S3ObjectStore};
 use cvops_core::clock::SystemClock;
 use cvops_core::metrics::Confusion;
 use cvops_core::model_card::{run_prefix, CARD_FILE};
-use cvops_core::ports::ObjectStore;
+use cvops_core::ports::{ObjectStore, ObjectStoreExt};
 use cvops_core::registry;
 use cvops_core::snapshot;
 use cvops_ingest::IngestConfig;
@@ -19,6 +20,7 @@ use cvops_tests::local::digits_dir;
 use cvops_tests::moto;
 use cvops_tests::training::{record_run, values, Buckets, Quiet};
 use cvops_trainer::job::device;
+use sha2::Digest;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_model_trained_from_s3_is_registered_and_promoted_in_dynamodb() {
@@ -27,6 +29,9 @@ async fn a_model_trained_from_s3_is_registered_and_promoted_in_dynamodb() {
     for bucket in [&raw, &store, &models] {
         moto::create_bucket(&aws, bucket).await;
     }
+    // As the template's models bucket: versioned.
+    let enabled = VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build();
+    aws.s3().put_bucket_versioning().bucket(&models).versioning_configuration(enabled).send().await.unwrap();
     moto::create_table(&aws, &table).await;
     let objects = Arc::new(S3ObjectStore::new(aws.s3()));
     let dynamo = Arc::new(DynamoTable::new(aws.dynamodb(), &table));
@@ -55,6 +60,7 @@ async fn a_model_trained_from_s3_is_registered_and_promoted_in_dynamodb() {
     let card = cvops_trainer::run(&config, objects.as_ref(), &device(), &Quiet).await.unwrap();
     assert_eq!(card.metrics.test.images, 30);
     record_run(dynamo.as_ref(), "digits", "run-aws", "digits", &snap.id).await;
+    let version_id = card.artifact.version_id.clone().expect("the card names the artifact's S3 version");
 
     let register = Register::new(dynamo.clone(), objects.clone(), Arc::new(SystemClock), buckets.register_config(0.0));
     let card_key = format!("{}{CARD_FILE}", run_prefix("digits", "run-aws", 0));
@@ -68,6 +74,13 @@ async fn a_model_trained_from_s3_is_registered_and_promoted_in_dynamodb() {
         vec![Outcome::AlreadyRegistered { model: "digits".into(), version: 1 }],
         "a redelivered card event registers nothing new"
     );
+
+    // Whatever is written under the artifact's key later, the registered version reads as it was.
+    let artifact = version.artifact.as_ref().unwrap();
+    assert_eq!(artifact.version_id.as_deref(), Some(version_id.as_str()));
+    objects.put(&models, &artifact.key, Bytes::from_static(b"not the model")).await.unwrap();
+    let served = objects.get_recorded(&models, &artifact.key, artifact.version_id.as_deref(), 1 << 30).await.unwrap();
+    assert_eq!(hex::encode(sha2::Sha256::digest(&served)), artifact.sha256);
 
     // A version of 400 labels: its evaluation goes beside the record, which stays well under
     // DynamoDB's 400 KB item limit, and comes back whole.

@@ -468,10 +468,14 @@ fn unit_needs(template: &Value, unit: &iam::Unit) -> Vec<Need> {
     for u in unit.uses {
         let method =
             iam::method(u.port, u.method).unwrap_or_else(|| panic!("{}: no port method {:?}.{}", unit.name, u.port, u.method));
-        for op in method.sends {
+        let extra = iam::method_needs(u.port, u.method).iter().map(|need| ("(the method itself)", need));
+        let of_operations = method.sends.iter().flat_map(|op| {
             let operation =
                 iam::operation(u.port.service(), op).unwrap_or_else(|| panic!("{}.{op} is not in OPERATIONS", u.port.service()));
-            for need in operation.needs {
+            operation.needs.iter().map(move |need| (*op, need))
+        });
+        for (op, need) in of_operations.chain(extra) {
+            {
                 let (resource, pk) = match (need.on, u.target) {
                     (On::Object, Target::Objects { bucket: b, prefix }) => (format!("{}/{prefix}*", bucket(b)), None),
                     (On::Bucket, Target::Objects { bucket: b, .. }) => (bucket(b), None),

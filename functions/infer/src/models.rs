@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::http::StatusCode;
-use cvops_core::ports::{ObjectStore, Table};
+use cvops_core::ports::{ObjectStore, ObjectStoreExt, Table};
 use cvops_core::registry::{self, ModelVersion, VersionStatus};
 use cvops_inference::LoadedModel;
 use sha2::{Digest, Sha256};
@@ -116,9 +116,14 @@ impl Models {
             return Err(ApiError::internal(format!("model {model} v{version} has no artifact recorded")));
         };
         let started = Instant::now();
-        let bytes = self.objects.get(&self.bucket, &artifact.key, 1 << 30).await.map_err(|e| {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "model_unavailable", format!("cannot read {}: {e}", artifact.key))
-        })?;
+        // Exactly the version registered: a later write under the key cannot change what is served.
+        let bytes = self
+            .objects
+            .get_recorded(&self.bucket, &artifact.key, artifact.version_id.as_deref(), 1 << 30)
+            .await
+            .map_err(|e| {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "model_unavailable", format!("cannot read {}: {e}", artifact.key))
+            })?;
         if hex::encode(Sha256::digest(&bytes)) != artifact.sha256 {
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -18,7 +18,7 @@ use aws_lambda_events::s3::S3Event;
 use cvops_core::clock::Clock;
 use cvops_core::key::decode_event_key;
 use cvops_core::model_card::{parse_card_key, ModelCard, MAX_CARD_BYTES};
-use cvops_core::ports::{ObjectStore, ObjectStoreError, Table, TableError};
+use cvops_core::ports::{ObjectStore, ObjectStoreError, ObjectStoreExt, Table, TableError};
 use cvops_core::registry::{self, Alias, GateDecision, Lineage, ModelVersion, ProductionScore, TaskSignature, VersionStatus};
 use cvops_core::runs::{run_pk, run_sk, RunRecord};
 use cvops_core::snapshot::{descriptor_key, Snapshot};
@@ -196,7 +196,8 @@ impl Register {
         if let Err(refusal) = self.check_run(&card).await? {
             return Ok(Err(refusal));
         }
-        let artifact = match self.objects.get(bucket, &card.artifact.key, MAX_MODEL_BYTES).await {
+        let version_id = card.artifact.version_id.as_deref();
+        let artifact = match self.objects.get_recorded(bucket, &card.artifact.key, version_id, MAX_MODEL_BYTES).await {
             Ok(bytes) => bytes,
             Err(ObjectStoreError::NotFound { .. }) => {
                 return Ok(Err(refuse(
@@ -307,7 +308,8 @@ impl Register {
             }
         }
         let (Some(artifact), Some(input)) = (&current.artifact, &current.input) else { return Ok(Some(score)) };
-        let bytes = self.objects.get(&self.config.models_bucket, &artifact.key, MAX_MODEL_BYTES).await?;
+        let models = &self.config.models_bucket;
+        let bytes = self.objects.get_recorded(models, &artifact.key, artifact.version_id.as_deref(), MAX_MODEL_BYTES).await?;
         if let Ok(loaded) = LoadedModel::load(&bytes, input, current.labels.len()) {
             let evaluation = self.evaluate(&loaded, &current.labels, snapshot).await?;
             score.accuracy = (evaluation.images >= policy.min_test_images).then_some(evaluation.accuracy);

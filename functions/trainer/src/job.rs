@@ -156,12 +156,13 @@ pub async fn run(
     ];
     let model = onnx::export(&shape, &named_tensors(&vars)?, &metadata);
     let prefix = run_prefix(&config.model, &config.run_id, config.point);
-    let artifact = Artifact {
+    let mut artifact = Artifact {
         key: artifact_key(&prefix, &format!("attempt-{}", uuid::Uuid::new_v4())),
         sha256: hex::encode(Sha256::digest(&model)),
         bytes: model.len() as u64,
+        version_id: None,
     };
-    objects.put(&config.models_bucket, &artifact.key, Bytes::from(model)).await?;
+    artifact.version_id = objects.put(&config.models_bucket, &artifact.key, Bytes::from(model)).await?.version_id;
 
     let card = ModelCard {
         schema: CARD_SCHEMA.into(),

@@ -100,7 +100,9 @@ impl JobRunner for BatchJobRunner {
             .send()
             .await
             .map_err(|e| backend("ListJobs", e))?;
-        let mut jobs: Vec<_> = out.job_summary_list().iter().collect();
+        // An array child's id is `<parent>:<index>`; the run's job is the parent.
+        let mut jobs: Vec<_> =
+            out.job_summary_list().iter().filter(|job| job.job_id().is_some_and(|id| !id.contains(':'))).collect();
         jobs.sort_by_key(|job| std::cmp::Reverse(job.created_at()));
         Ok(jobs.first().and_then(|job| job.job_id()).map(str::to_owned))
     }

@@ -167,6 +167,7 @@ pub struct Method {
 pub const METHODS: &[Method] = &[
     Method { port: Port::Objects, name: "put", sends: &["put_object"] },
     Method { port: Port::Objects, name: "get", sends: &["get_object"] },
+    Method { port: Port::Objects, name: "get_version", sends: &["get_object"] },
     Method { port: Port::Objects, name: "head", sends: &["head_object"] },
     Method { port: Port::Objects, name: "list", sends: &["list_objects_v2"] },
     Method { port: Port::Objects, name: "copy", sends: &["copy_object"] },
@@ -188,6 +189,16 @@ pub const METHODS: &[Method] = &[
     Method { port: Port::Jobs, name: "find", sends: &["list_jobs"] },
     Method { port: Port::Jobs, name: "describe", sends: &["describe_jobs"] },
 ];
+
+/// What a method needs beyond what its operations do: the same GetObject, asked for one
+/// version, is authorised as `s3:GetObjectVersion`.
+pub const METHOD_NEEDS: &[(Port, &str, &[Needs])] =
+    &[(Port::Objects, "get_version", &[needs("s3:GetObjectVersion", On::Object)])];
+
+/// The actions `port`.`name` needs beyond its operations'.
+pub fn method_needs(port: Port, name: &str) -> &'static [Needs] {
+    METHOD_NEEDS.iter().find(|(p, n, _)| *p == port && *n == name).map(|(_, _, needs)| *needs).unwrap_or(&[])
+}
 
 /// The method `port`.`name`, if the table has it.
 pub fn method(port: Port, name: &str) -> Option<&'static Method> {
@@ -308,7 +319,9 @@ pub const UNITS: &[Unit] = &[
         name: "register-model",
         uses: &[
             objects("get", Bucket::Notifying, "models/"),
+            objects("get_version", Bucket::Notifying, "models/"),
             objects("get", MODELS, "models/"),
+            objects("get_version", MODELS, "models/"),
             objects("get", STORE, "snapshots/"),
             objects("get", RAW, "datasets/"),
             objects("put", STORE, "registry/"),
@@ -325,6 +338,7 @@ pub const UNITS: &[Unit] = &[
         name: "infer",
         uses: &[
             objects("get", MODELS, "models/"),
+            objects("get_version", MODELS, "models/"),
             objects("put", STORE, "review/"),
             items("query", "MODELS"),
             items("query", "MODEL#*"),

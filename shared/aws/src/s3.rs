@@ -55,34 +55,13 @@ fn copy_source(bucket: &str, key: &str) -> String {
     out
 }
 
-#[async_trait]
-impl ObjectStore for S3ObjectStore {
-    async fn put(&self, bucket: &str, key: &str, data: Bytes) -> Result<ObjectMeta, ObjectStoreError> {
-        let size = data.len() as u64;
-        let out = self
-            .client
-            .put_object()
-            .bucket(bucket)
-            .key(key)
-            .body(ByteStream::from(data))
-            .send()
-            .await
-            .map_err(|e| backend("PutObject", e))?;
-        Ok(ObjectMeta {
-            key: key.to_owned(),
-            size,
-            etag: etag(out.e_tag()),
-            last_modified_millis: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or_default(),
-        })
-    }
-
-    /// Refuses on the declared length before reading, and again while streaming in case the
-    /// length was absent or wrong: never more than `max_bytes` + one chunk in memory.
-    async fn get(&self, bucket: &str, key: &str, max_bytes: u64) -> Result<Bytes, ObjectStoreError> {
-        let out = match self.client.get_object().bucket(bucket).key(key).send().await {
+impl S3ObjectStore {
+    /// GetObject, of one version when `version_id` names it. Refuses on the declared length
+    /// before reading, and again while streaming in case the length was absent or wrong: never
+    /// more than `max_bytes` + one chunk in memory.
+    async fn read(&self, bucket: &str, key: &str, version_id: Option<&str>, max_bytes: u64) -> Result<Bytes, ObjectStoreError> {
+        let request = self.client.get_object().bucket(bucket).key(key).set_version_id(version_id.map(str::to_owned));
+        let out = match request.send().await {
             Ok(out) => out,
             Err(e) if is_missing(&e) => return Err(not_found(bucket, key)),
             Err(e) => return Err(backend("GetObject", e)),
@@ -106,6 +85,40 @@ impl ObjectStore for S3ObjectStore {
         }
         Ok(data.freeze())
     }
+}
+
+#[async_trait]
+impl ObjectStore for S3ObjectStore {
+    async fn put(&self, bucket: &str, key: &str, data: Bytes) -> Result<ObjectMeta, ObjectStoreError> {
+        let size = data.len() as u64;
+        let out = self
+            .client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(ByteStream::from(data))
+            .send()
+            .await
+            .map_err(|e| backend("PutObject", e))?;
+        Ok(ObjectMeta {
+            key: key.to_owned(),
+            size,
+            etag: etag(out.e_tag()),
+            last_modified_millis: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or_default(),
+            version_id: out.version_id().map(str::to_owned),
+        })
+    }
+
+    async fn get(&self, bucket: &str, key: &str, max_bytes: u64) -> Result<Bytes, ObjectStoreError> {
+        self.read(bucket, key, None, max_bytes).await
+    }
+
+    async fn get_version(&self, bucket: &str, key: &str, version_id: &str, max_bytes: u64) -> Result<Bytes, ObjectStoreError> {
+        self.read(bucket, key, Some(version_id), max_bytes).await
+    }
 
     async fn head(&self, bucket: &str, key: &str) -> Result<ObjectMeta, ObjectStoreError> {
         match self.client.head_object().bucket(bucket).key(key).send().await {
@@ -114,6 +127,7 @@ impl ObjectStore for S3ObjectStore {
                 size: out.content_length().unwrap_or_default().max(0) as u64,
                 etag: etag(out.e_tag()),
                 last_modified_millis: out.last_modified().and_then(|t| t.to_millis().ok()).unwrap_or_default(),
+                version_id: out.version_id().map(str::to_owned),
             }),
             Err(SdkError::ServiceError(e)) if e.raw().status().as_u16() == 404 => Err(not_found(bucket, key)),
             Err(e) => Err(backend("HeadObject", e)),
@@ -138,6 +152,8 @@ impl ObjectStore for S3ObjectStore {
                 size: o.size().unwrap_or_default().max(0) as u64,
                 etag: etag(o.e_tag()),
                 last_modified_millis: o.last_modified().and_then(|t| t.to_millis().ok()).unwrap_or_default(),
+                // ListObjectsV2 lists current versions without naming them.
+                version_id: None,
             })
             .collect();
         let next = out.is_truncated().unwrap_or(false).then(|| out.next_continuation_token().map(str::to_owned)).flatten();

@@ -47,6 +47,10 @@ pub struct Artifact {
     pub key: String,
     pub sha256: String,
     pub bytes: u64,
+    /// The S3 VersionId the put returned (the models bucket keeps versions): register-model
+    /// and the endpoint read exactly that version. `None` locally.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -236,6 +236,9 @@ fn meta(key: &str, metadata: &fs::Metadata) -> ObjectMeta {
         // Size and modification time to the nanosecond: changes whenever a put replaces the file.
         etag: format!("{:x}-{:x}", metadata.len(), modified.as_nanos()),
         last_modified_millis: modified.as_millis() as i64,
+        // A folder keeps one version of a key: what must never change is written under a key of
+        // its own (a trainer attempt's model), so nothing here needs an older version back.
+        version_id: None,
     }
 }
 
@@ -277,6 +280,14 @@ impl ObjectStore for FsObjectStore {
             });
         }
         Ok(Bytes::from(data))
+    }
+
+    /// Never asked: this store reports no versions.
+    async fn get_version(&self, bucket: &str, key: &str, version_id: &str, _: u64) -> Result<Bytes, ObjectStoreError> {
+        Err(ObjectStoreError::InvalidKey {
+            key: format!("{bucket}/{key}"),
+            why: format!("local buckets keep no versions (asked for {version_id})"),
+        })
     }
 
     async fn head(&self, bucket: &str, key: &str) -> Result<ObjectMeta, ObjectStoreError> {

@@ -37,6 +37,10 @@ pub struct ObjectMeta {
     /// Changes whenever the content does (S3's ETag; locally a hash of the bytes).
     pub etag: String,
     pub last_modified_millis: i64,
+    /// S3's VersionId, on a bucket that keeps versions (the models bucket); `None` where the
+    /// store keeps one version of a key (local buckets, unversioned S3 buckets).
+    #[serde(default)]
+    pub version_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -54,6 +58,11 @@ pub trait ObjectStore: Send + Sync + Debug {
     /// Reads the object, refusing with `TooLarge` (before reading the body) past `max_bytes`.
     async fn get(&self, bucket: &str, key: &str, max_bytes: u64) -> Result<Bytes, ObjectStoreError>;
 
+    /// Reads exactly the version `version_id` (as `put` or `head` reported it) of the object,
+    /// whatever was written under its key since; limits as in [`ObjectStore::get`]. A store that
+    /// keeps no versions reports none, so it is never asked for one.
+    async fn get_version(&self, bucket: &str, key: &str, version_id: &str, max_bytes: u64) -> Result<Bytes, ObjectStoreError>;
+
     async fn head(&self, bucket: &str, key: &str) -> Result<ObjectMeta, ObjectStoreError>;
 
     /// One page of the keys under `prefix`, in key order.
@@ -68,6 +77,21 @@ pub trait ObjectStore: Send + Sync + Debug {
 /// Conveniences built on the trait, for every implementation.
 #[async_trait]
 pub trait ObjectStoreExt: ObjectStore {
+    /// The version recorded for an object when there is one (a registered model's artifact on
+    /// S3), else the object as it is.
+    async fn get_recorded(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        max_bytes: u64,
+    ) -> Result<Bytes, ObjectStoreError> {
+        match version_id {
+            Some(version_id) => self.get_version(bucket, key, version_id, max_bytes).await,
+            None => self.get(bucket, key, max_bytes).await,
+        }
+    }
+
     /// Every key under `prefix`, following the pages. For bounded listings (tests, small prefixes).
     async fn list_all(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectMeta>, ObjectStoreError> {
         let mut out = Vec::new();
