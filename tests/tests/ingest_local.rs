@@ -253,3 +253,14 @@ async fn deleting_the_first_copy_makes_a_remaining_duplicate_the_sample() {
     let again = f.upload("datasets/digits/5/fourth.png", "datasets/digits/5/fourth.png", "00C6", digit_png(4)).await;
     assert!(matches!(again, Outcome::Duplicate { ref duplicate_of, .. } if duplicate_of == third), "{again:?}");
 }
+
+#[tokio::test]
+async fn the_same_bytes_put_again_under_their_key_are_no_new_arrival() {
+    let f = fixture();
+    let key = "datasets/digits/train/3/a.png";
+    f.upload(key, key, "00D1", digit_png(9)).await;
+    f.upload(key, key, "00D2", digit_png(9)).await;
+    assert_eq!(cvops_core::catalog::accepted_arrivals(f.stack.table.as_ref(), "digits").await.unwrap(), 1);
+    f.upload(key, key, "00D3", digit_png(10)).await;
+    assert_eq!(cvops_core::catalog::accepted_arrivals(f.stack.table.as_ref(), "digits").await.unwrap(), 2, "new bytes are");
+}

@@ -175,6 +175,9 @@ impl Ingest {
             }
         }
         let read_version = current.as_ref().map(|(_, version)| *version);
+        // The same bytes put again under the same key (an upload run twice) are no new arrival.
+        let previous_sha =
+            current.as_ref().filter(|(r, _)| r.status == ImageStatus::Accepted).and_then(|(r, _)| r.sha256.clone());
         match &current {
             // New bytes under a known key: the old bytes' index entries go, whatever the new ones are.
             Some((previous, _)) => self.release_indexes(previous).await?,
@@ -235,7 +238,9 @@ impl Ingest {
             self.table.put(item).await?;
         }
         self.commit(&record, read_version).await?;
-        self.table.add(&arrivals_pk(&dataset, &report.sha256), ARRIVALS_SK, ARRIVALS_FIELD, 1).await?;
+        if previous_sha.as_deref() != Some(report.sha256.as_str()) {
+            self.table.add(&arrivals_pk(&dataset, &report.sha256), ARRIVALS_SK, ARRIVALS_FIELD, 1).await?;
+        }
         info!(split = %split, near_duplicate_of = ?record.near_duplicate_of, "accepted");
         Ok(Outcome::Accepted { key: notice.key.clone(), dataset, split, near_duplicate_of: record.near_duplicate_of })
     }
