@@ -7,6 +7,10 @@ use cvops::commands::{run, Cli};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The API key is in `cli` now: take it out of the environment, so that no child process (a
+    // local training job) inherits it. Before any other thread starts, as changing the
+    // environment requires.
+    std::env::remove_var(cvops::commands::serve::API_KEY_VAR);
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CVOPS_LOG")

@@ -1,5 +1,8 @@
 //! `cvops validate`: the contract users script against (DESIGN.md), run as a user runs it.
 
+#[allow(dead_code)]
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -83,4 +86,32 @@ fn a_decompression_bomb_is_too_large_and_costs_no_memory() {
     assert_eq!((line["width"].as_u64(), line["height"].as_u64()), (Some(30_000), Some(30_000)));
     assert!(peak_mb < 300.0, "peak RSS {peak_mb:.0} MB");
     eprintln!("bomb: peak RSS {peak_mb:.1} MB");
+}
+
+/// A valid PNG, 9,999 x 9,999 16-bit RGBA zeros: under 1 MB on disk and under the pixel limit,
+/// but 800 MB decoded. The decode budget refuses it from its header, and validating it stays far
+/// under 300 MB peak resident memory (it took 888 MB when only pixels were counted).
+#[test]
+#[allow(clippy::zombie_processes)] // reaped by wait4 in wait_with_peak_rss
+fn a_16_bit_rgba_bomb_under_the_pixel_limit_is_too_large_from_its_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("zeros-rgba16.png");
+    common::write_zero_rgba16_png(&path, 9_999);
+    assert!(std::fs::metadata(&path).unwrap().len() < 1_000_000);
+    let child = cvops().args(["validate", "--json"]).arg(&path).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let (code, peak_mb) = common::wait_with_peak_rss(&child);
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.unwrap(), &mut stdout).unwrap();
+    let line: Value = serde_json::from_str(stdout.trim()).unwrap();
+    eprintln!("rgba16 bomb: peak RSS {peak_mb:.1} MB, {line}");
+    assert_eq!((code, line["reason"].as_str()), (Some(1), Some("too_large")), "{line}");
+    assert_eq!((line["width"].as_u64(), line["height"].as_u64()), (Some(9_999), Some(9_999)));
+    let message = line["message"].as_str().unwrap();
+    assert!(message.contains("decode budget") && message.contains("CVOPS_MAX_DECODED_BYTES"), "{message}");
+    assert!(peak_mb < 300.0, "peak RSS {peak_mb:.0} MB");
+
+    // A budget large enough for it is the user's choice, and then it is a valid image.
+    let roomy = cvops().args(["validate", "--json", "--max-decoded-bytes", "1000000000"]).arg(&path).output().unwrap();
+    let line: Value = serde_json::from_slice(&roomy.stdout).unwrap();
+    assert_eq!(line["valid"].as_bool(), Some(true), "{line}");
 }

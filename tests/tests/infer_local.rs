@@ -404,3 +404,23 @@ async fn the_cooldown_expires_and_new_images_trigger_a_retraining_too() {
     assert!(reasons.iter().any(|r| r.starts_with("new_data: 1000 images")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.starts_with("drift: brightness")), "{reasons:?}");
 }
+
+/// The endpoint's own limits, from the header before decoding: over its pixel limit or its
+/// decode budget is 413 `image_too_large` with the validation reason, and counts as an error.
+#[tokio::test(flavor = "multi_thread")]
+async fn images_over_the_endpoints_own_limits_are_413_from_their_header() {
+    let (stack, _) = stack_with_model().await;
+    let digit = a_digit(); // 28 x 28 grey: 784 pixels, 784 bytes decoded
+    for (max_pixels, max_decoded_bytes, words) in [(700, 1 << 20, "megapixels"), (1_000_000, 700, "decode budget")] {
+        let models = Arc::new(Models::new(stack.table.clone(), stack.objects.clone(), MODELS.into(), Duration::from_secs(60)));
+        let mut config = InferConfig::new(MODELS);
+        config.max_pixels = max_pixels;
+        config.max_decoded_bytes = max_decoded_bytes;
+        let app = cvops_infer::router(models, config, None);
+        let (status, body) = call(&app, "POST", "/v1/models/digits/predict", Some("image/png"), None, digit.clone()).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+        assert_eq!((body["error"]["code"].as_str(), body["error"]["reason"].as_str()), (Some("image_too_large"), Some("too_large")));
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(words) && !message.contains("CVOPS_MAX_DECODED_BYTES"), "{message}");
+    }
+}

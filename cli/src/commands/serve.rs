@@ -1,7 +1,15 @@
 //! `cvops serve`: the inference endpoint's router (the one the infer Lambda runs) on a local
 //! address, over the local registry and models bucket. An API key is required unless `--no-auth`
-//! says otherwise.
+//! says otherwise, and `--no-auth` only on a loopback address.
+//!
+//! The server is hyper's HTTP/1 connection builder rather than `axum::serve`, for the one thing
+//! the latter lacks: a timer, so that a client has `--header-timeout` seconds to send a request's
+//! headers (a half-sent request, or an idle keep-alive connection, is closed instead of held
+//! forever). The body's deadline, the concurrency limit and the image limits are the router's own
+//! (`CVOPS_BODY_READ_TIMEOUT_SECONDS`, `CVOPS_MAX_CONCURRENCY`, `CVOPS_INFER_MAX_PIXELS`,
+//! `CVOPS_INFER_MAX_DECODED_BYTES`), the same on Lambda.
 
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -9,29 +17,69 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use cvops_infer::{Feed, InferConfig, Models};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 
 use crate::platform::{LocalPlatform, MODELS_BUCKET, STORE_BUCKET};
+
+/// The environment variable the API key is read from (and removed from, once read).
+pub const API_KEY_VAR: &str = "CVOPS_API_KEY";
+/// How long a client has to send a request's headers, by default.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long requests in flight may take to finish once a shutdown starts.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Where the endpoint listens and who may call it: shared by `cvops serve` and `cvops up`.
 #[derive(Debug, clap::Args)]
 pub struct Listen {
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: String,
-    /// Clients send it as `Authorization: Bearer <key>`.
+    /// Clients send it as `Authorization: Bearer <key>`. Prefer the environment variable: a key on
+    /// the command line is visible to every user of the machine.
     #[arg(long, env = "CVOPS_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
-    /// Serve without an API key (only on an address no one else can reach).
+    /// Serve without an API key (only on a loopback address, such as 127.0.0.1).
     #[arg(long, conflicts_with = "api_key")]
     pub no_auth: bool,
+    /// Seconds a client has to send a request's headers; a connection that takes longer, or sits
+    /// idle that long, is closed.
+    #[arg(long, env = "CVOPS_HEADER_TIMEOUT_SECONDS", default_value_t = DEFAULT_HEADER_TIMEOUT.as_secs_f64())]
+    pub header_timeout: f64,
 }
 
 impl Listen {
-    /// The API key to require, refusing to serve without one unless `--no-auth` says so.
+    /// The API key to require, refusing to serve without one unless `--no-auth` says so, and
+    /// refusing `--no-auth` on an address other machines can reach.
     pub fn api_key(&self) -> anyhow::Result<Option<String>> {
         if self.api_key.is_none() && !self.no_auth {
-            bail!("set an API key with --api-key or CVOPS_API_KEY, or pass --no-auth to serve without one");
+            bail!("set an API key in CVOPS_API_KEY (or --api-key), or pass --no-auth to serve without one on 127.0.0.1");
+        }
+        if self.no_auth {
+            let reachable: Vec<SocketAddr> = self.resolved()?.into_iter().filter(|a| !a.ip().is_loopback()).collect();
+            if let Some(addr) = reachable.first() {
+                bail!(
+                    "--no-auth serves without a key, so it only listens on a loopback address (127.0.0.1, [::1]); {addr} can be reached from other machines: set CVOPS_API_KEY instead"
+                );
+            }
         }
         Ok(self.api_key.clone())
+    }
+
+    pub fn header_timeout(&self) -> anyhow::Result<Duration> {
+        if !(self.header_timeout.is_finite() && self.header_timeout > 0.0) {
+            bail!("--header-timeout is {}; give a positive number of seconds", self.header_timeout);
+        }
+        Ok(Duration::from_secs_f64(self.header_timeout))
+    }
+
+    fn resolved(&self) -> anyhow::Result<Vec<SocketAddr>> {
+        let addrs: Vec<SocketAddr> =
+            self.addr.to_socket_addrs().with_context(|| format!("{} is not an address to listen on", self.addr))?.collect();
+        if addrs.is_empty() {
+            bail!("{} resolves to no address", self.addr);
+        }
+        Ok(addrs)
     }
 
     pub async fn bind(&self) -> anyhow::Result<tokio::net::TcpListener> {
@@ -50,8 +98,10 @@ pub struct Args {
 
 pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let api_key = args.listen.api_key()?;
+    let header_timeout = args.listen.header_timeout()?;
     let (platform, _) = LocalPlatform::open(data_dir, LocalPlatform::ingest_config_from_env()?)?;
-    let endpoint = Endpoint::new(&platform, api_key, Duration::from_secs_f64(args.alias_check.max(0.0)))?;
+    let endpoint = Endpoint::new(&platform, api_key, Duration::from_secs_f64(args.alias_check.max(0.0)))?
+        .with_header_timeout(header_timeout);
     let listener = args.listen.bind().await?;
     println!(
         "serving http://{} (POST /v1/models/{{name}}/predict, GET /v1/models, GET /healthz); Ctrl-C stops",
@@ -71,6 +121,7 @@ pub struct Endpoint {
     pub router: axum::Router,
     pub feed: Arc<Feed>,
     flush_every: Duration,
+    header_timeout: Duration,
 }
 
 impl Endpoint {
@@ -94,7 +145,12 @@ impl Endpoint {
         ));
         let flush_every = config.monitor_flush;
         let fed = config.monitoring.then(|| feed.clone());
-        Ok(Self { router: cvops_infer::router(models, config, fed), feed, flush_every })
+        Ok(Self { router: cvops_infer::router(models, config, fed), feed, flush_every, header_timeout: DEFAULT_HEADER_TIMEOUT })
+    }
+
+    pub fn with_header_timeout(mut self, header_timeout: Duration) -> Self {
+        self.header_timeout = header_timeout;
+        self
     }
 
     /// Serves until `shutdown` completes, then writes the last monitoring counters.
@@ -104,9 +160,73 @@ impl Endpoint {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let flusher = self.feed.spawn_flusher(self.flush_every);
-        axum::serve(listener, self.router).with_graceful_shutdown(shutdown).await?;
+        serve_http1(listener, self.router, self.header_timeout, shutdown).await;
         flusher.abort();
         self.feed.flush().await.context("writing the last monitoring counters")?;
         Ok(())
+    }
+}
+
+/// HTTP/1 connections on `listener`, each served by `router` with a deadline on its headers,
+/// until `shutdown`; then the requests in flight get [`SHUTDOWN_GRACE`] to finish.
+pub async fn serve_http1(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    header_timeout: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, or a connection reset before it was accepted:
+                    // the listener is fine; pause rather than spin.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection closed with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+        tracing::warn!("requests still in flight after the shutdown grace period were dropped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listen(addr: &str, no_auth: bool) -> Listen {
+        Listen { addr: addr.into(), api_key: None, no_auth, header_timeout: 10.0 }
+    }
+
+    #[test]
+    fn no_auth_is_refused_on_an_address_other_machines_reach() {
+        for addr in ["0.0.0.0:8080", "[::]:8080"] {
+            let refused = listen(addr, true).api_key().unwrap_err().to_string();
+            assert!(refused.contains("loopback") && refused.contains("CVOPS_API_KEY"), "{refused}");
+        }
+        for addr in ["127.0.0.1:8080", "[::1]:0", "localhost:8080"] {
+            assert_eq!(listen(addr, true).api_key().unwrap(), None, "{addr}");
+        }
+        assert!(listen("127.0.0.1:8080", false).api_key().unwrap_err().to_string().contains("CVOPS_API_KEY"));
+        let with_key = Listen { api_key: Some("k".into()), ..listen("0.0.0.0:8080", false) };
+        assert_eq!(with_key.api_key().unwrap().as_deref(), Some("k"), "a key may serve on any address");
     }
 }

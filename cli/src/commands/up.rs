@@ -37,8 +37,9 @@ pub struct Args {
 
 pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let api_key = args.listen.api_key()?;
+    let header_timeout = args.listen.header_timeout()?;
     let (platform, mut events) = LocalPlatform::open(data_dir, LocalPlatform::ingest_config_from_env()?)?;
-    let endpoint = Endpoint::new(&platform, api_key, Duration::from_secs(2))?;
+    let endpoint = Endpoint::new(&platform, api_key, Duration::from_secs(2))?.with_header_timeout(header_timeout);
     let feed = endpoint.feed.clone();
     let listener = args.listen.bind().await?;
     let raw_dir = platform.objects.bucket_dir(RAW_BUCKET);

@@ -32,6 +32,10 @@ pub struct LimitArgs {
     pub max_side: u32,
     #[arg(long, env = "CVOPS_MIN_SIDE", default_value_t = ValidationLimits::default().min_side)]
     pub min_side: u32,
+    /// The decode budget: the most bytes an image's decoded pixels may take (width x height x
+    /// channels x bytes per sample, from the header, before decoding).
+    #[arg(long, env = "CVOPS_MAX_DECODED_BYTES", default_value_t = ValidationLimits::default().max_decoded_bytes)]
+    pub max_decoded_bytes: u64,
 }
 
 impl LimitArgs {
@@ -41,6 +45,7 @@ impl LimitArgs {
             max_pixels: self.max_pixels,
             max_side: self.max_side,
             min_side: self.min_side,
+            max_decoded_bytes: self.max_decoded_bytes,
         }
     }
 }

@@ -1,4 +1,6 @@
-//! `cvops up` as the tests start it: a child process on a free loopback port, without auth.
+//! `cvops up` as the tests start it: a child process on a free loopback port, without auth; and
+//! what the tests of hostile input share: a small file that decodes to 800 MB, and a child's peak
+//! resident memory.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -42,4 +44,37 @@ impl Up {
         self.stdout.read_to_string(&mut rest).unwrap();
         (exit.success(), rest)
     }
+}
+
+/// Writes a `side` x `side` 16-bit RGBA PNG of zeros row by row: under 1 MB on disk for 9,999 px a
+/// side (zeros deflate about a thousandfold), 800 MB decoded, under the default pixel limit; the
+/// test itself never holds more than a row.
+#[allow(dead_code)]
+pub fn write_zero_rgba16_png(path: &Path, side: u32) {
+    use std::io::Write;
+    let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut encoder = png::Encoder::new(file, side, side);
+    encoder.set_color(png::ColorType::Rgba);
+    encoder.set_depth(png::BitDepth::Sixteen);
+    let mut writer = encoder.write_header().unwrap();
+    let mut rows = writer.stream_writer().unwrap();
+    let row = vec![0u8; side as usize * 8];
+    for _ in 0..side {
+        rows.write_all(&row).unwrap();
+    }
+    rows.finish().unwrap();
+}
+
+/// Waits for `child` (once: it must not be waited for otherwise) and returns its exit code and
+/// its peak resident memory in MB, from the kernel via wait4.
+#[allow(dead_code)]
+pub fn wait_with_peak_rss(child: &Child) -> (Option<i32>, f64) {
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain data the kernel fills in; pid is our own child, waited for once.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid);
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    (code, usage.ru_maxrss as f64 / 1024.0) // Linux reports kilobytes
 }

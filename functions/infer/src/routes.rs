@@ -3,10 +3,15 @@
 //! - `POST /v1/models/{name}/predict`: a raw image body (`Content-Type: image/...`) or JSON
 //!   `{"image_base64": ...}`; `?top_k=` (default 5) and `?version=` to pin a version.
 //! - `GET /v1/models`, `GET /v1/models/{name}`, `GET /healthz`.
+//!
+//! Bounded on hostile input: at most `max_concurrency` requests in flight under `/v1` (more get
+//! 503 `overloaded` with `Retry-After`, not a queue), the body read within `body_read_timeout`
+//! (408) and capped at `max_body_bytes` (413), and the image's header checked against the
+//! endpoint's own pixel limit and decode budget before a pixel is decoded (413 `image_too_large`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
@@ -21,9 +26,10 @@ use cvops_core::monitoring::{InputFeatures, Observation};
 use cvops_core::preprocess::{preprocess, softmax};
 use cvops_core::registry::{self, VersionStatus};
 use cvops_core::stats::ImageStats;
-use cvops_core::validate::{decode_image, ValidationLimits};
+use cvops_core::validate::{decode_image, inspect_header, ValidationLimits};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tokio::sync::Semaphore;
 
 use crate::config::InferConfig;
 use crate::error::ApiError;
@@ -37,15 +43,28 @@ struct AppState {
     models: Arc<Models>,
     config: Arc<InferConfig>,
     feed: Option<Arc<Feed>>,
+    /// One permit per request in flight under `/v1`.
+    in_flight: Arc<Semaphore>,
+    /// What an image may be here: the body limit, the endpoint's pixel limit and decode budget.
+    limits: ValidationLimits,
 }
 
 /// The endpoint's router over `models`, feeding `feed` (monitoring) when given.
 pub fn router(models: Arc<Models>, config: InferConfig, feed: Option<Arc<Feed>>) -> Router {
-    let state = AppState { models, config: Arc::new(config), feed };
+    let limits = ValidationLimits {
+        max_bytes: config.max_body_bytes as u64,
+        max_pixels: config.max_pixels,
+        max_decoded_bytes: config.max_decoded_bytes,
+        ..ValidationLimits::default()
+    };
+    let in_flight = Arc::new(Semaphore::new(config.max_concurrency.clamp(1, Semaphore::MAX_PERMITS)));
+    let state = AppState { models, config: Arc::new(config), feed, in_flight, limits };
+    // The last layer added runs first: the key is checked before a request takes a permit.
     let api = Router::new()
         .route("/v1/models", get(list_models))
         .route("/v1/models/{name}", get(describe_model))
         .route("/v1/models/{name}/predict", post(predict))
+        .route_layer(middleware::from_fn_with_state(state.clone(), limit_concurrency))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorise));
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
@@ -69,6 +88,14 @@ async fn authorise(State(state): State<AppState>, request: Request, next: Next) 
         }
     }
     next.run(request).await
+}
+
+/// A permit for the request's whole life, or 503 at once: excess load is refused, not queued.
+async fn limit_concurrency(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match state.in_flight.clone().try_acquire_owned() {
+        Ok(_permit) => next.run(request).await,
+        Err(_) => ApiError::overloaded(state.config.max_concurrency).into_response(),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -144,12 +171,7 @@ fn classify(
     monitored: bool,
 ) -> Result<Classified, ApiError> {
     let started = Instant::now();
-    let decoded = decode_image(image, limits).map_err(|rejection| ApiError {
-        status: StatusCode::UNPROCESSABLE_ENTITY,
-        code: "undecodable_image",
-        message: rejection.message.clone(),
-        reason: Some(rejection.reason.as_str()),
-    })?;
+    let decoded = decode_image(image, limits).map_err(|rejection| ApiError::rejected_image(&rejection))?;
     let decode = millis(started);
     // The same statistics ingest records, so the monitor compares like with like.
     let features = monitored.then(|| {
@@ -185,24 +207,24 @@ async fn predict(
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let received = Instant::now();
-    let limit = state.config.max_body_bytes;
-    let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("the body is over {limit} bytes; resize the image or send a smaller one"),
-        )
-    })?;
+    let body = read_body(body, state.config.max_body_bytes, state.config.body_read_timeout).await?;
     let (top_k, pinned) = parse_query(&query)?;
     let image = image_bytes(&headers, body)?;
     let served = state.models.resolve(&name, pinned).await?;
-    let limits = ValidationLimits { max_bytes: limit as u64, ..ValidationLimits::default() };
+    let limits = state.limits;
     let monitored = state.feed.is_some();
-    let (for_worker, image_for_worker) = (served.clone(), image.clone());
-    let result = tokio::task::spawn_blocking(move || classify(&for_worker, &image_for_worker, top_k, &limits, monitored))
-        .await
-        .map_err(|e| ApiError::internal(format!("the prediction did not finish: {e}")))
-        .and_then(|r| r);
+    // From the header alone: an image over the endpoint's limits (or no image at all) is refused
+    // before a pixel is decoded; it still counts as an error of the version it was sent to.
+    let result = match inspect_header(&image, &limits) {
+        Err(rejection) => Err(ApiError::rejected_image(&rejection)),
+        Ok(_) => {
+            let (for_worker, image_for_worker) = (served.clone(), image.clone());
+            tokio::task::spawn_blocking(move || classify(&for_worker, &image_for_worker, top_k, &limits, monitored))
+                .await
+                .map_err(|e| ApiError::internal(format!("the prediction did not finish: {e}")))
+                .and_then(|r| r)
+        }
+    };
     if let Some(feed) = &state.feed {
         let (model, version) = (&served.record.model, served.record.version);
         let observation = Observation {
@@ -219,6 +241,23 @@ async fn predict(
         }
     }
     Ok(Json(result?.answer))
+}
+
+/// The whole body, at most `limit` bytes (413), within `timeout` (408).
+async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<bytes::Bytes, ApiError> {
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body is over {limit} bytes; resize the image or send a smaller one"),
+        )),
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!("the body did not arrive within {:.0} s; send it again", timeout.as_secs_f64()),
+        )),
+    }
 }
 
 async fn list_models(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
@@ -250,7 +289,7 @@ async fn describe_model(State(state): State<AppState>, Path(name): Path<String>)
                 "version": v.version,
                 "status": v.status,
                 "production": production == Some(v.version),
-                "accuracy": v.evaluation.as_ref().map(|e| e.accuracy),
+                "accuracy": v.accuracy(),
                 "labels": if v.status == VersionStatus::Registered { json!(v.labels) } else { Value::Null },
                 "input": v.input,
                 "registered_at": v.registered_at,

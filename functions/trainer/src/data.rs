@@ -1,6 +1,13 @@
 //! Loading a snapshot for training: the manifest's images fetched through the object-store port
 //! (many at once), checked against the manifest's sha256, decoded and resized in parallel on
 //! every core, and kept as bytes (CHW planes, a quarter of the floats' size).
+//!
+//! Memory is bounded by bytes, not only by counts: the objects being fetched and decoded hold at
+//! most [`FETCHED_BYTES_IN_FLIGHT`] between them (each one's size read first), every image is
+//! decoded straight to a short side of [`DECODE_SHORT_SIDE`] (a JPEG at 1/2, 1/4 or 1/8 scale in
+//! the IDCT, so a camera photo's full-size pixels never exist; anything else within the decode
+//! budget, then shrunk), and decoded images wait for conversion in batches of at most
+//! [`PENDING_BYTES`].
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,9 +21,20 @@ use cvops_core::validate::ValidationLimits;
 use futures::{stream, StreamExt};
 use image::DynamicImage;
 use rayon::prelude::*;
+use tokio::sync::Semaphore;
 
 /// Fetches in flight at once.
 const CONCURRENT_FETCHES: usize = 32;
+/// Bytes of fetched objects held at once, from their sizes (a larger object waits for the others
+/// and then goes alone).
+pub const FETCHED_BYTES_IN_FLIGHT: u64 = 256 << 20;
+/// The short side images are decoded to: twice the largest input side the trainer picks by
+/// itself, so the final resize still averages.
+pub const DECODE_SHORT_SIDE: u32 = 128;
+/// Decoded images wait for conversion in batches of at most this many bytes (or 256 images).
+pub const PENDING_BYTES: u64 = 64 << 20;
+/// The semaphore counts kibibytes, so that its permits fit a `u32`.
+const KIB: u64 = 1024;
 /// Images decoded to decide the input size and channels when the request does not say.
 const PROBE: usize = 64;
 
@@ -89,12 +107,21 @@ pub async fn load(
     let label_index: BTreeMap<&str, u32> = labels.iter().enumerate().map(|(i, l)| (l.as_str(), i as u32)).collect();
     let limits = ValidationLimits::default();
     let done = Arc::new(AtomicUsize::new(0));
+    let short_side = DECODE_SHORT_SIDE.max(size.unwrap_or(0).saturating_mul(2));
+    let in_flight = Arc::new(Semaphore::new((FETCHED_BYTES_IN_FLIGHT / KIB) as usize));
 
     let mut fetched = stream::iter(lines)
         .map(|line| {
-            let (limits, done) = (&limits, done.clone());
+            let (limits, done, in_flight) = (&limits, done.clone(), in_flight.clone());
             async move {
-                let result = snapshot::fetch_sample(objects, raw_bucket, line, limits).await;
+                let size = match objects.head(raw_bucket, &line.key).await {
+                    Ok(meta) => meta.size.min(limits.max_bytes),
+                    Err(ObjectStoreError::NotFound { .. }) => 0,
+                    Err(e) => return Err(e),
+                };
+                let permits = size.div_ceil(KIB).clamp(1, FETCHED_BYTES_IN_FLIGHT / KIB) as u32;
+                let _held = in_flight.acquire_many(permits).await.expect("the semaphore is never closed");
+                let result = snapshot::fetch_sample_downscaled(objects, raw_bucket, line, limits, short_side).await;
                 progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
                 result
             }
@@ -112,11 +139,15 @@ pub async fn load(
         skipped: BTreeMap::new(),
     };
     let mut pending: Vec<(ManifestLine, DynamicImage)> = Vec::new();
+    let mut pending_bytes = 0u64;
     loop {
         let next = fetched.next().await;
         let finished = next.is_none();
         match next.transpose()? {
-            Some(Sample::Image(line, image)) => pending.push((line, image)),
+            Some(Sample::Image(line, image)) => {
+                pending_bytes += image.as_bytes().len() as u64;
+                pending.push((line, image));
+            }
             Some(Sample::Skipped(why)) => *data.skipped.entry(why).or_default() += 1,
             None => {}
         }
@@ -124,7 +155,8 @@ pub async fn load(
             data.size = size.unwrap_or_else(|| typical_side(&pending));
             data.channels = if pending.iter().all(|(_, image)| !image.color().has_color()) { 1 } else { 3 };
         }
-        if data.size > 0 && (pending.len() >= 256 || finished) {
+        if data.size > 0 && (pending.len() >= 256 || pending_bytes >= PENDING_BYTES || finished) {
+            pending_bytes = 0;
             let converted: Vec<(Split, u32, Vec<u8>)> = std::mem::take(&mut pending)
                 .into_par_iter()
                 .filter_map(|(line, image)| {

@@ -17,7 +17,7 @@ use zune_core::options::DecoderOptions;
 use zune_jpeg::errors::DecodeErrors;
 use zune_jpeg::JpegDecoder;
 
-use super::{classify, structure, Format, ValidationLimits, ValidationReport};
+use super::{classify, structure, Format, PixelLayout, ValidationLimits, ValidationReport};
 use crate::reason::Rejection;
 use crate::stats::ImageStats;
 
@@ -53,6 +53,9 @@ pub(super) fn validate(
     report.color_type = Some(colour.to_owned());
     report.bit_depth = Some(8);
     limits.check_dimensions(width, height)?;
+    // The grey plane, and for a progressive file every coefficient of every component.
+    let layout = PixelLayout { width, height, channels: 1, bytes_per_sample: 1 };
+    limits.check_decoded_bytes(layout, structure::jpeg_coefficient_bytes(data))?;
     structure::check_complete(data, Format::Jpeg)?;
 
     let size = width as usize * height as usize;

@@ -2,9 +2,12 @@
 //!
 //! Order matters for hostile input: the byte limit before reading, the format sniffed from the
 //! bytes, the header's dimensions checked against the pixel and side limits before a single pixel
-//! is allocated (decompression bombs stop here), the container's structure walked to the end (some
-//! decoders pad a cut-off file silently), and only then a full decode under `image::Limits`, inside
-//! `catch_unwind` so a decoder bug becomes `corrupt` instead of a crash.
+//! is allocated (decompression bombs stop here), the decode budget checked on the same header
+//! (width x height x channels x bytes per sample of what the decoder will write, so a small,
+//! 16-bit, four-channel bomb under the pixel limit stops here too), the container's structure
+//! walked to the end (some decoders pad a cut-off file silently), and only then a full decode
+//! under `image::Limits`, inside `catch_unwind` so a decoder bug becomes `corrupt` instead of a
+//! crash.
 
 mod decode;
 mod jpeg_luma;
@@ -19,8 +22,8 @@ use image::{DynamicImage, ImageDecoder, ImageError, ImageReader};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use decode::decode_image;
-pub use limits::ValidationLimits;
+pub use decode::{decode_image, decode_image_downscaled, inspect_header};
+pub use limits::{PixelLayout, ValidationLimits, DEFAULT_MAX_DECODED_BYTES};
 pub use sniff::Format;
 
 use crate::reason::{ReasonCode, Rejection};
@@ -128,12 +131,27 @@ fn decode(data: &[u8], format: Format, limits: &ValidationLimits, report: &mut V
     report.color_type = Some(format!("{colour:?}").to_ascii_lowercase());
     report.bit_depth = (colour.channel_count() > 0).then(|| (colour.bits_per_pixel() / u16::from(colour.channel_count())) as u8);
 
+    // The pixels as decoded, and the grey plane the statistics are computed on (none extra when
+    // the image is grey already).
+    let layout = PixelLayout::of(width, height, decoder.color_type());
+    let grey_plane = if decoder.color_type() == image::ColorType::L8 { 0 } else { u64::from(width) * u64::from(height) };
+    limits.check_decoded_bytes(layout, grey_plane + decoder_overhead(data, format))?;
+
     structure::check_complete(data, format)?;
 
     decoder.set_limits(limits.image_limits()).map_err(|e| classify(e, format, data))?;
     let grey = DynamicImage::from_decoder(decoder).map_err(|e| classify(e, format, data))?.into_luma8();
     report.stats = Some(ImageStats::of(&grey));
     Ok(())
+}
+
+/// What a decoder holds besides its output, known from the header: a progressive JPEG's
+/// coefficients.
+pub(super) fn decoder_overhead(data: &[u8], format: Format) -> u64 {
+    match format {
+        Format::Jpeg => structure::jpeg_coefficient_bytes(data),
+        _ => 0,
+    }
 }
 
 /// Maps a decoder error onto a reason code. The `image` crate folds many decoder errors into

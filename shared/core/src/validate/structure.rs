@@ -85,6 +85,52 @@ fn jpeg(data: &[u8]) -> Result<(), Defect> {
     }
 }
 
+/// What a progressive JPEG decode holds besides its output: every DCT coefficient of every
+/// component (an `i16` per sample, at each component's own resolution, padded to whole blocks)
+/// until the last scan. Zero for a sequential JPEG, which decodes a row of blocks at a time, and
+/// for a file whose frame header cannot be found (the decoder rejects that itself).
+pub(super) fn jpeg_coefficient_bytes(data: &[u8]) -> u64 {
+    let mut i = 2;
+    while data.get(i) == Some(&0xFF) {
+        while data.get(i) == Some(&0xFF) {
+            i += 1;
+        }
+        let Some(&marker) = data.get(i) else { return 0 };
+        i += 1;
+        if matches!(marker, 0x01 | 0xD0..=0xD8) {
+            continue;
+        }
+        let Some(len) = be16(data, i) else { return 0 };
+        if let 0xC0..=0xCF = marker {
+            if matches!(marker, 0xC4 | 0xC8 | 0xCC) {
+                // DHT, JPG and DAC share the range but are no frame headers.
+                i += len;
+                continue;
+            }
+            if !matches!(marker, 0xC2 | 0xC6 | 0xCA | 0xCE) {
+                return 0;
+            }
+            let frame = |at: usize| data.get(i + at).copied().map(u64::from);
+            let (Some(h0), Some(h1), Some(w0), Some(w1), Some(count)) = (frame(3), frame(4), frame(5), frame(6), frame(7)) else {
+                return 0;
+            };
+            let (height, width) = ((h0 << 8) | h1, (w0 << 8) | w1);
+            let sampling: Vec<(u64, u64)> =
+                (0..count as usize).filter_map(|c| frame(9 + 3 * c)).map(|hv| ((hv >> 4).max(1), (hv & 0x0F).max(1))).collect();
+            let h_max = sampling.iter().map(|s| s.0).max().unwrap_or(1);
+            let v_max = sampling.iter().map(|s| s.1).max().unwrap_or(1);
+            // Blocks of 8x8 per component, rounded up to whole MCUs.
+            let (mcus_x, mcus_y) = (width.div_ceil(8 * h_max), height.div_ceil(8 * v_max));
+            return sampling.iter().map(|(h, v)| mcus_x * h * mcus_y * v * 64 * 2).sum();
+        }
+        if marker == 0xDA || marker == 0xD9 {
+            return 0;
+        }
+        i += len;
+    }
+    0
+}
+
 /// Chunk by chunk to IEND.
 fn png(data: &[u8]) -> Result<(), Defect> {
     const END: Defect = Defect::Truncated("IEND chunk");
@@ -153,4 +199,27 @@ fn webp(data: &[u8]) -> Result<(), Defect> {
         return Err(Defect::Truncated("last RIFF chunk"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A JPEG's start: SOI, an APP0 segment, then a frame header of `marker` for 4000x3000 with
+    /// 4:2:0 chroma.
+    fn frame(marker: u8) -> Vec<u8> {
+        let mut data = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 0x00, 0x00, 0xFF, marker, 0x00, 0x11, 0x08];
+        data.extend_from_slice(&3000u16.to_be_bytes());
+        data.extend_from_slice(&4000u16.to_be_bytes());
+        data.extend_from_slice(&[3, 1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1]);
+        data
+    }
+
+    #[test]
+    fn a_progressive_jpeg_holds_its_coefficients_and_a_sequential_one_does_not() {
+        // Luma: 250 x 188 MCUs of 2 x 2 blocks; each chroma plane one block per MCU; 128 bytes a block.
+        assert_eq!(jpeg_coefficient_bytes(&frame(0xC2)), (250 * 188 * 4 + 2 * 250 * 188) * 128);
+        assert_eq!(jpeg_coefficient_bytes(&frame(0xC0)), 0);
+        assert_eq!(jpeg_coefficient_bytes(&frame(0xC2)[..14]), 0, "a cut header: the decoder says why");
+    }
 }
