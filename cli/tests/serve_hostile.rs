@@ -6,7 +6,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -77,22 +77,6 @@ fn post_png(addr: &str, path: &str, body: &[u8]) -> (u16, String, String) {
     request(addr, &head, body)
 }
 
-/// A small copy of the digits: `per_label` images of each label in each split.
-fn small_digits(dir: &Path, per_label: usize) -> PathBuf {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samplesets/digits");
-    for split in ["train", "val", "test"] {
-        for label in 0..10 {
-            let (from, to) = (source.join(split).join(label.to_string()), dir.join(split).join(label.to_string()));
-            std::fs::create_dir_all(&to).unwrap();
-            let mut names: Vec<_> = std::fs::read_dir(&from).unwrap().map(|e| e.unwrap().file_name()).collect();
-            names.sort();
-            for name in names.into_iter().take(per_label) {
-                std::fs::copy(from.join(&name), to.join(&name)).unwrap();
-            }
-        }
-    }
-    dir.to_owned()
-}
 
 /// Uploads a few digits and trains a small model with `envs` set (`cvops train --wait`), watching
 /// the training job's process: whether `CVOPS_API_KEY` was in the environment of any job seen.
@@ -167,7 +151,7 @@ fn children_of(parent: u32) -> Vec<u32> {
 fn concurrent_bombs_get_413_from_their_header_and_the_server_stays_small() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let images = small_digits(&dir.path().join("images"), 5);
+    let images = common::small_digits(&dir.path().join("images"), 5);
     let (trained, _) = train_digits(&data, &images, &[]);
     assert!(trained.status.success(), "{}", text(&trained));
     let promoted = cvops(&data).args(["promote", "digits", "1"]).output().unwrap();
@@ -295,7 +279,7 @@ fn no_auth_on_all_interfaces_is_refused() {
 #[test]
 fn training_jobs_do_not_inherit_the_api_key() {
     let dir = tempfile::tempdir().unwrap();
-    let images = small_digits(&dir.path().join("images"), 3);
+    let images = common::small_digits(&dir.path().join("images"), 3);
     let (trained, jobs) = train_digits(&dir.path().join("data"), &images, &[("CVOPS_API_KEY", "s3cret-from-env")]);
     assert!(trained.status.success(), "{}", text(&trained));
     assert!(!jobs.is_empty(), "no training job was seen");

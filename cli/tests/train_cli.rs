@@ -5,7 +5,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 fn cvops(data_dir: &Path, args: &[&str]) -> Output {
@@ -16,29 +16,11 @@ fn text(out: &Output) -> String {
     format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
-/// A small copy of the digits: `per_label` images of each label in each split.
-fn small_digits(dir: &Path, per_label: usize) -> PathBuf {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samplesets/digits");
-    for split in ["train", "val", "test"] {
-        for label in 0..10 {
-            let from = source.join(split).join(label.to_string());
-            let to = dir.join(split).join(label.to_string());
-            std::fs::create_dir_all(&to).unwrap();
-            let mut names: Vec<_> = std::fs::read_dir(&from).unwrap().map(|e| e.unwrap().file_name()).collect();
-            names.sort();
-            for name in names.into_iter().take(per_label) {
-                std::fs::copy(from.join(&name), to.join(&name)).unwrap();
-            }
-        }
-    }
-    dir.to_owned()
-}
-
 #[test]
 fn train_registers_a_version_and_the_alias_moves_on_promote_and_rollback() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let images = small_digits(&dir.path().join("images"), 20);
+    let images = common::small_digits(&dir.path().join("images"), 20);
     let upload = cvops(&data, &["upload", images.to_str().unwrap(), "--dataset", "digits"]);
     assert!(upload.status.success(), "{}", text(&upload));
 
@@ -132,7 +114,7 @@ fn inverted(path: &Path) -> Vec<u8> {
 fn the_loop_closes_drift_sends_a_request_and_the_retrained_version_is_promoted() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let images = small_digits(&dir.path().join("images"), 10);
+    let images = common::small_digits(&dir.path().join("images"), 10);
     assert!(cvops(&data, &["upload", images.to_str().unwrap(), "--dataset", "digits"]).status.success());
     // v1: a deliberately weak model, put in production by hand.
     let trained = cvops(&data, &["train", "--dataset", "digits", "--epochs", "1", "--set", "width=4", "--wait"]);

@@ -3,7 +3,7 @@
 //! resident memory.
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 
 pub struct Up {
@@ -77,4 +77,22 @@ pub fn wait_with_peak_rss(child: &Child) -> (Option<i32>, f64) {
     assert_eq!(waited, pid);
     let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
     (code, usage.ru_maxrss as f64 / 1024.0) // Linux reports kilobytes
+}
+
+/// A small copy of the digits sample set in `dir`: `per_label` images of each label in each split.
+#[allow(dead_code)] // not every test binary that includes this module trains
+pub fn small_digits(dir: &Path, per_label: usize) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samplesets/digits");
+    for split in ["train", "val", "test"] {
+        for label in 0..10 {
+            let (from, to) = (source.join(split).join(label.to_string()), dir.join(split).join(label.to_string()));
+            std::fs::create_dir_all(&to).unwrap();
+            let mut names: Vec<_> = std::fs::read_dir(&from).unwrap().map(|e| e.unwrap().file_name()).collect();
+            names.sort();
+            for name in names.into_iter().take(per_label) {
+                std::fs::copy(from.join(&name), to.join(&name)).unwrap();
+            }
+        }
+    }
+    dir.to_owned()
 }
