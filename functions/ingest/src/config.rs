@@ -26,7 +26,7 @@ impl IngestConfig {
     }
 
     /// Reads `CVOPS_STORE_BUCKET` (required) and the optional `CVOPS_MAX_BYTES`,
-    /// `CVOPS_MAX_PIXELS`, `CVOPS_MAX_SIDE`, `CVOPS_MIN_SIDE` and `CVOPS_NEAR_DUPLICATE_THRESHOLD`.
+    /// `CVOPS_MAX_PIXELS`, `CVOPS_MAX_DECODED_BYTES`, `CVOPS_MAX_SIDE`, `CVOPS_MIN_SIDE` and `CVOPS_NEAR_DUPLICATE_THRESHOLD`.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -47,6 +47,9 @@ impl IngestConfig {
         }
         if let Some(v) = number("CVOPS_MAX_PIXELS")? {
             config.limits.max_pixels = v;
+        }
+        if let Some(v) = number("CVOPS_MAX_DECODED_BYTES")? {
+            config.limits.max_decoded_bytes = v;
         }
         if let Some(v) = number("CVOPS_MAX_SIDE")? {
             config.limits.max_side = narrow("CVOPS_MAX_SIDE", v)?;
@@ -84,11 +87,13 @@ mod tests {
         let config = IngestConfig::from_lookup(|name| match name {
             "CVOPS_STORE_BUCKET" => Some("store".into()),
             "CVOPS_MIN_SIDE" => Some("32".into()),
+            "CVOPS_MAX_DECODED_BYTES" => Some("1000000".into()),
             "CVOPS_NEAR_DUPLICATE_THRESHOLD" => Some("2".into()),
             _ => None,
         })
         .unwrap();
         assert_eq!((config.limits.min_side, config.near_duplicate_threshold, config.limits.max_side), (32, 2, 30_000));
+        assert_eq!(config.limits.max_decoded_bytes, 1_000_000);
         let too_far = IngestConfig::from_lookup(|name| match name {
             "CVOPS_STORE_BUCKET" => Some("store".into()),
             "CVOPS_NEAR_DUPLICATE_THRESHOLD" => Some("9".into()),
