@@ -233,10 +233,7 @@ impl Ingest {
             record.near_duplicate_of = Some(similar);
             record.near_duplicate_distance = Some(distance);
         }
-        for (band, value) in bands(phash).into_iter().enumerate() {
-            let item = Item::new(band_pk(&dataset, band, value), &notice.key).with("phash", format!("{phash:016x}"));
-            self.table.put(item).await?;
-        }
+        self.index_bands(&dataset, &notice.key, phash).await?;
         self.commit(&record, read_version).await?;
         if previous_sha.as_deref() != Some(report.sha256.as_str()) {
             self.table.add(&arrivals_pk(&dataset, &report.sha256), ARRIVALS_SK, ARRIVALS_FIELD, 1).await?;
@@ -262,6 +259,15 @@ impl Ingest {
             }
         }
         Err(IngestError::Contended(key.to_owned()))
+    }
+
+    /// Puts `key` into the near-duplicate band index under each band of `phash`.
+    async fn index_bands(&self, dataset: &str, key: &str, phash: u64) -> Result<(), IngestError> {
+        for (band, value) in bands(phash).into_iter().enumerate() {
+            let item = Item::new(band_pk(dataset, band, value), key).with("phash", format!("{phash:016x}"));
+            self.table.put(item).await?;
+        }
+        Ok(())
     }
 
     /// The closest earlier image within the threshold, found through the band index.
@@ -435,10 +441,7 @@ impl Ingest {
                 Some(_) => return Err(IngestError::Contended(key)),
             }
             if let Some(phash) = record.phash.as_deref().and_then(|h| u64::from_str_radix(h, 16).ok()) {
-                for (band, value) in bands(phash).into_iter().enumerate() {
-                    let item = Item::new(band_pk(dataset, band, value), &key).with("phash", format!("{phash:016x}"));
-                    self.table.put(item).await?;
-                }
+                self.index_bands(dataset, &key, phash).await?;
             }
             record.status = ImageStatus::Accepted;
             record.duplicate_of = None;

@@ -19,7 +19,9 @@ use cvops_core::clock::Clock;
 use cvops_core::key::decode_event_key;
 use cvops_core::model_card::{parse_card_key, ModelCard, MAX_CARD_BYTES};
 use cvops_core::ports::{ObjectStore, ObjectStoreError, ObjectStoreExt, Table, TableError};
-use cvops_core::registry::{self, Alias, GateDecision, Lineage, ModelVersion, ProductionScore, TaskSignature, VersionStatus};
+use cvops_core::registry::{
+    self, Alias, GateDecision, GatePolicy, Lineage, ModelVersion, ProductionScore, TaskSignature, VersionStatus,
+};
 use cvops_core::runs::{run_pk, run_sk, RunRecord};
 use cvops_core::snapshot::{descriptor_key, Snapshot};
 use cvops_inference::LoadedModel;
@@ -290,6 +292,7 @@ impl Register {
         model: &str,
         alias: &Alias,
         signature: &TaskSignature,
+        policy: &GatePolicy,
         snapshot: &Snapshot,
     ) -> Result<Option<ProductionScore>, RegisterError> {
         let Some(current) = registry::get_version(self.table.as_ref(), model, alias.version).await? else { return Ok(None) };
@@ -300,10 +303,9 @@ impl Register {
             // of labels it never learned would only say 0.0.
             return Ok(Some(score));
         }
-        let policy = registry::gate_policy(self.table.as_ref(), model, self.config.default_gate()).await?;
         if let (Some(lineage), Some(evaluation)) = (&current.lineage, &current.evaluation) {
             if lineage.snapshot == snapshot.id {
-                score.accuracy = (evaluation.images >= policy.min_test_images).then_some(evaluation.accuracy);
+                score.accuracy = policy.score(evaluation);
                 return Ok(Some(score));
             }
         }
@@ -312,7 +314,7 @@ impl Register {
         let bytes = self.objects.get_recorded(models, &artifact.key, artifact.version_id.as_deref(), MAX_MODEL_BYTES).await?;
         if let Ok(loaded) = LoadedModel::load(&bytes, input, current.labels.len()) {
             let evaluation = self.evaluate(&loaded, &current.labels, snapshot).await?;
-            score.accuracy = (evaluation.images >= policy.min_test_images).then_some(evaluation.accuracy);
+            score.accuracy = policy.score(&evaluation);
         }
         Ok(Some(score))
     }
@@ -328,7 +330,7 @@ impl Register {
         let policy = registry::gate_policy(self.table.as_ref(), model, self.config.default_gate()).await?;
         let current = registry::production(self.table.as_ref(), model).await?;
         let production = match &current {
-            Some((alias, _)) => self.production_score(model, alias, signature, snapshot).await?,
+            Some((alias, _)) => self.production_score(model, alias, signature, &policy, snapshot).await?,
             None => None,
         };
         Ok((registry::gate(model, version, evaluation, signature, &policy, production.as_ref()), current))
@@ -403,7 +405,7 @@ impl Register {
         let signature = TaskSignature::of(&record).expect("a registered version has lineage");
         let (mut gate, mut current) = self.decide(&model, version, &evaluation, &signature, snapshot).await?;
         record.gate = Some(gate.clone());
-        self.attach_evaluation(&mut record, evaluation.clone()).await?;
+        registry::attach_evaluation(self.objects.as_ref(), &self.config.store_bucket, &mut record, evaluation.clone()).await?;
         registry::put_version(self.table.as_ref(), &record).await?;
         let mut promoted = false;
         for _ in 0..PROMOTION_ATTEMPTS {
@@ -437,13 +439,5 @@ impl Register {
         }
         info!(%model, version, promoted, code = ?gate.code, gate = %gate.explanation, "model registered");
         Ok((record, promoted))
-    }
-
-    async fn attach_evaluation(
-        &self,
-        record: &mut ModelVersion,
-        evaluation: cvops_core::metrics::Evaluation,
-    ) -> Result<(), RegisterError> {
-        Ok(registry::attach_evaluation(self.objects.as_ref(), &self.config.store_bucket, record, evaluation).await?)
     }
 }

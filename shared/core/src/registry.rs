@@ -87,6 +87,11 @@ impl GatePolicy {
     pub fn with_floor(floor: f64) -> Self {
         Self { floor, min_test_images: DEFAULT_MIN_TEST_IMAGES }
     }
+
+    /// The evaluation's accuracy, or `None` when it rests on too few test images to count.
+    pub fn score(&self, evaluation: &Evaluation) -> Option<f64> {
+        (evaluation.images >= self.min_test_images).then_some(evaluation.accuracy)
+    }
 }
 
 /// The model's gate as set with `cvops gate`, else `default`.
@@ -179,10 +184,9 @@ pub fn gate(
     policy: &GatePolicy,
     production: Option<&ProductionScore>,
 ) -> GateDecision {
-    let evaluated = evaluation.images >= policy.min_test_images;
-    let accuracy = evaluated.then_some(evaluation.accuracy);
+    let accuracy = policy.score(evaluation);
     let manual = format!("`cvops promote {model} {version}` promotes it by hand");
-    let verdict: Result<String, (&str, String)> = if !evaluated {
+    let verdict: Result<String, (&str, String)> = if accuracy.is_none() {
         Err((
             "not_evaluated",
             format!(
