@@ -348,7 +348,10 @@ impl Register {
                 return Ok(());
             }
         }
-        let (Some(lineage), Some(evaluation)) = (record.lineage.clone(), record.evaluation.clone()) else { return Ok(()) };
+        // The whole evaluation, not the summary a large one leaves on the record: the record is
+        // written again, and must keep pointing at (or holding) all of it.
+        let evaluation = registry::full_evaluation(self.objects.as_ref(), &self.config.store_bucket, &record).await?;
+        let (Some(lineage), Some(evaluation)) = (record.lineage.clone(), evaluation) else { return Ok(()) };
         let Some(snapshot) = self.snapshot(&lineage.dataset, &lineage.snapshot).await? else { return Ok(()) };
         info!(model = %record.model, version = record.version, "finishing the promotion a failed attempt left undone");
         let now = self.clock.now().to_rfc3339();
