@@ -78,6 +78,10 @@ async fn a_snapshot_lists_the_accepted_samples_with_counts_and_a_baseline() {
         ]
     );
     assert!(lines.iter().all(|l| l.sha256.len() == 64));
+    for line in &lines {
+        let size = env.stack.objects.head(RAW, &line.key).await.unwrap().size;
+        assert_eq!(line.bytes, Some(size), "the manifest carries each object's size: {}", line.key);
+    }
 
     // The descriptor is stored, and the table lists the snapshot.
     assert!(env.stack.objects.exists("store", &snapshot::descriptor_key("d", &snap.id)).await.unwrap());

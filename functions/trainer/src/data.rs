@@ -3,7 +3,7 @@
 //! every core, and kept as bytes (CHW planes, a quarter of the floats' size).
 //!
 //! Memory is bounded by bytes, not only by counts: the objects being fetched and decoded hold at
-//! most [`FETCHED_BYTES_IN_FLIGHT`] between them (each one's size read first), every image is
+//! most [`FETCHED_BYTES_IN_FLIGHT`] between them (each one's size from the manifest), every image is
 //! decoded straight to a short side of [`DECODE_SHORT_SIDE`] (a JPEG at 1/2, 1/4 or 1/8 scale in
 //! the IDCT, so a camera photo's full-size pixels never exist; anything else within the decode
 //! budget, then shrunk), and decoded images wait for conversion in batches of at most
@@ -114,10 +114,15 @@ pub async fn load(
         .map(|line| {
             let (limits, done, in_flight) = (&limits, done.clone(), in_flight.clone());
             async move {
-                let size = match objects.head(raw_bucket, &line.key).await {
-                    Ok(meta) => meta.size.min(limits.max_bytes),
-                    Err(ObjectStoreError::NotFound { .. }) => 0,
-                    Err(e) => return Err(e),
+                // The manifest says how large the object is (its sha256 is checked on arrival);
+                // an older manifest that does not costs a HEAD request.
+                let size = match line.bytes {
+                    Some(bytes) => bytes.min(limits.max_bytes),
+                    None => match objects.head(raw_bucket, &line.key).await {
+                        Ok(meta) => meta.size.min(limits.max_bytes),
+                        Err(ObjectStoreError::NotFound { .. }) => 0,
+                        Err(e) => return Err(e),
+                    },
                 };
                 let permits = size.div_ceil(KIB).clamp(1, FETCHED_BYTES_IN_FLIGHT / KIB) as u32;
                 let _held = in_flight.acquire_many(permits).await.expect("the semaphore is never closed");

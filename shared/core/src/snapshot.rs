@@ -30,6 +30,10 @@ pub struct ManifestLine {
     pub sha256: String,
     pub label: String,
     pub split: Split,
+    /// The object's size as ingest recorded it, so a reader can budget its fetches without a
+    /// HEAD request per image (absent from manifests written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
 }
 
 /// How a feature's values map to bins: fixed for every snapshot and every monitoring window, so
@@ -280,7 +284,8 @@ pub async fn create_in_parts(
             if record.status != ImageStatus::Accepted {
                 continue;
             }
-            writer.push(&ManifestLine { key: record.key.clone(), sha256, label: label.clone(), split }).await?;
+            let line = ManifestLine { key: record.key.clone(), sha256, label: label.clone(), split, bytes: record.bytes };
+            writer.push(&line).await?;
             *counts.entry(label).or_default().entry(split).or_default() += 1;
             baseline.add(&record);
             samples += 1;
