@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of cvops: the README's test command, and what CI runs.
 #
-# Plain `cargo test` is hermetic: the AWS adapters' tests skip themselves, saying so. This script
-# also checks the SAM template with cfn-lint and checkov (installed from PyPI into .venv-iac at the
+# It first holds the code to its style: `cargo fmt --check`, and clippy with every warning an
+# error (the lints are the workspace's `[workspace.lints]`). Plain `cargo test` is hermetic: the
+# AWS adapters' tests skip themselves, saying so. This script also checks the SAM template with cfn-lint and checkov (installed from PyPI into .venv-iac at the
 # pinned versions below), installs moto (an AWS-compatible server, from PyPI) at its pinned
 # version if it is missing or another version, starts moto_server on a free loopback port, runs
 # the whole workspace with CVOPS_TEST_AWS_ENDPOINT pointing at it, and stops the server on the
@@ -16,6 +17,11 @@ python=${PYTHON:-python3}
 cfn_lint_version=1.58.0
 checkov_version=3.3.30
 moto_version=5.2.1
+
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 # The installed version of a distribution, or nothing.
 installed() { "$1" -c "import importlib.metadata as m; print(m.version('$2'))" 2>/dev/null || true; }

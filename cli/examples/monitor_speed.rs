@@ -10,19 +10,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use cvops::platform::{LocalPlatform, STORE_BUCKET};
 use cvops_core::key::Split;
 use cvops_core::monitoring::{InputFeatures, Observation};
 use cvops_core::ports::ObjectStore;
 use cvops_core::registry::{self, Lineage, ModelVersion, VersionStatus};
 use cvops_core::snapshot::{descriptor_key, Baseline, Snapshot};
 use cvops_infer::Feed;
+use cvops_platform::{LocalPlatform, STORE_BUCKET};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let requests: usize = std::env::args().nth(1).map_or(Ok(100_000), |n| n.parse())?;
     let dir = tempfile::tempdir()?;
-    let (platform, _) = LocalPlatform::open(dir.path(), LocalPlatform::ingest_config_from_env()?)?;
+    let platform = LocalPlatform::open(dir.path())?;
     let now = platform.clock.now().to_rfc3339();
     let labels: Vec<String> = (0..10).map(|i| i.to_string()).collect();
 
@@ -81,7 +81,7 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     registry::promote(platform.table.as_ref(), "bench", 1, "benchmark", &now).await?;
 
-    let feed = Arc::new(Feed::new(platform.table.clone(), platform.objects.clone(), platform.clock.clone(), None, 10));
+    let feed = Arc::new(Feed::new(&platform.ports, None, 10));
     let started = Instant::now();
     for i in 0..requests {
         feed.record(

@@ -1,35 +1,6 @@
-//! `cvops`: parse, set up logging, run the command; everything else lives in the library.
+//! `cvops`: everything lives in the library, [`cvops::main`] included (the tests package builds
+//! the same command from it).
 
-use std::process::ExitCode;
-
-use clap::Parser;
-use cvops::commands::{run, Cli};
-
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    // The API key is in `cli` now: take it out of the environment, so that no child process (a
-    // local training job) inherits it. Before any other thread starts, as changing the
-    // environment requires.
-    std::env::remove_var(cvops::commands::serve::API_KEY_VAR);
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CVOPS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+fn main() -> std::process::ExitCode {
+    cvops::main()
 }

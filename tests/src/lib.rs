@@ -5,6 +5,6 @@
 pub mod conformance;
 pub mod events;
 pub mod faults;
-pub mod local;
 pub mod moto;
+pub mod platform;
 pub mod training;

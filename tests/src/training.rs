@@ -19,7 +19,7 @@ pub struct Buckets {
 impl Buckets {
     /// The local stack's buckets.
     pub fn local() -> Self {
-        Self { raw: crate::local::RAW.into(), store: crate::local::STORE.into(), models: crate::local::MODELS.into() }
+        Self { raw: crate::platform::RAW.into(), store: crate::platform::STORE.into(), models: crate::platform::MODELS.into() }
     }
 
     /// What dispatch-training would give the job: model and dataset `digits`, point 0.

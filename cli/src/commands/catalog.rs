@@ -4,10 +4,10 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::anyhow;
-use cvops_core::catalog::{dataset_pk, ImageRecord, ImageStatus, DATASETS_PK, IMAGE_SK_PREFIX};
-use cvops_core::ports::{Table, TableExt};
+use cvops_core::catalog::{ImageRecord, ImageStatus, DATASETS_PK};
+use cvops_core::ports::Table;
 
-use crate::platform::LocalPlatform;
+use cvops_platform::LocalPlatform;
 
 #[derive(Debug, clap::Args)]
 pub struct DatasetsArgs {
@@ -35,7 +35,7 @@ fn parse_status(s: &str) -> Result<ImageStatus, String> {
 
 /// Every record of a dataset. Reads the dataset's partition: for commands, never for hot paths.
 pub async fn records(table: &dyn Table, dataset: &str) -> anyhow::Result<Vec<ImageRecord>> {
-    table.query_all(&dataset_pk(dataset), IMAGE_SK_PREFIX).await?.iter().map(|item| Ok(item.to_record()?)).collect()
+    Ok(cvops_core::catalog::images(table, dataset).await?)
 }
 
 /// Fails with a message that says how to list the datasets when `dataset` is not one.
@@ -47,11 +47,11 @@ pub async fn require_dataset(table: &dyn Table, dataset: &str) -> anyhow::Result
 }
 
 pub async fn dataset_names(table: &dyn Table) -> anyhow::Result<Vec<String>> {
-    Ok(table.query_all(DATASETS_PK, "").await?.into_iter().map(|item| item.sk).collect())
+    Ok(cvops_core::catalog::dataset_names(table).await?)
 }
 
 pub async fn datasets(data_dir: &Path, args: DatasetsArgs) -> anyhow::Result<ExitCode> {
-    let (platform, _) = LocalPlatform::open(data_dir, LocalPlatform::ingest_config_from_env()?)?;
+    let platform = LocalPlatform::open(data_dir)?;
     let names = dataset_names(platform.table.as_ref()).await?;
     if names.is_empty() && !args.json {
         println!("no datasets yet; add one with: cvops upload DIR --dataset NAME");
@@ -80,7 +80,7 @@ pub async fn datasets(data_dir: &Path, args: DatasetsArgs) -> anyhow::Result<Exi
 }
 
 pub async fn images(data_dir: &Path, args: ImagesArgs) -> anyhow::Result<ExitCode> {
-    let (platform, _) = LocalPlatform::open(data_dir, LocalPlatform::ingest_config_from_env()?)?;
+    let platform = LocalPlatform::open(data_dir)?;
     require_dataset(platform.table.as_ref(), &args.dataset).await?;
     let selected = records(platform.table.as_ref(), &args.dataset)
         .await?

@@ -13,14 +13,14 @@ use cvops_core::key::DatasetName;
 use cvops_core::registry;
 
 use super::catalog::records;
-use super::health::DatasetHealth;
+use super::health::{self, DatasetHealth};
 use super::monitor;
-use super::serve::Endpoint;
 use super::traffic;
 use super::train;
-use super::upload::upload_dir;
+use super::upload::{print_summary, upload};
 use crate::http::HttpClient;
-use crate::platform::{LocalPlatform, STORE_BUCKET, TRAINING_QUEUE};
+use cvops_platform::endpoint::LocalEndpoint;
+use cvops_platform::{LocalPlatform, STORE_BUCKET, TRAINING_QUEUE};
 
 /// Marks a data directory the demo made, so it only ever wipes its own.
 const MARKER: &str = ".cvops-demo";
@@ -49,18 +49,18 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     println!("cvops demo: a fresh local platform in {}", data_dir.display());
-    let (platform, mut events) = LocalPlatform::open(data_dir, LocalPlatform::ingest_config_from_env()?)?;
+    let platform = LocalPlatform::open(data_dir)?;
     let dataset = DatasetName::parse("digits").expect("a valid name");
 
     println!("\n1. upload the digits sample set (MNIST, {}) as dataset `digits`", digits.display());
-    upload_dir(&platform, &mut events, &dataset, &digits).await?.print("digits");
+    print_summary(&upload(&platform, &dataset, &digits).await?, "digits");
 
     println!("\n2. upload the bad files ({}) into the same dataset", bad.display());
-    upload_dir(&platform, &mut events, &dataset, &bad).await?.print("digits");
+    print_summary(&upload(&platform, &dataset, &bad).await?, "digits");
 
     println!("\n3. the dataset's health\n");
     let records = records(platform.table.as_ref(), "digits").await?;
-    DatasetHealth::of("digits", &records).print();
+    health::print(&DatasetHealth::of("digits", &records));
 
     println!("\n4. train a model on `digits`: a request through the training queue, a snapshot, a run, a job");
     let train =
@@ -85,7 +85,7 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     println!(
         "\n6. serve the production model over HTTP (the router the infer Lambda runs) and send it the 1,000 val and test digits"
     );
-    let endpoint = Endpoint::new(&platform, None, Duration::from_secs(2))?;
+    let endpoint = LocalEndpoint::new(&platform, None, Duration::from_secs(2))?;
     let feed = endpoint.feed.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("no local port to serve on")?;
     let address = listener.local_addr()?;

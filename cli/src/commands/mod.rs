@@ -78,7 +78,7 @@ pub enum Command {
     /// the dataset's health, train a model, register and promote it, print its evaluation.
     Demo(demo::Args),
     /// A local training job (started by `cvops train` with a Batch job's environment).
-    #[command(name = crate::platform::JOB_SUBCOMMAND, hide = true)]
+    #[command(name = cvops_platform::JOB_SUBCOMMAND, hide = true)]
     RunTrainingJob,
 }
 
@@ -102,7 +102,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report(args) => report::run(&data_dir, args).await,
         Command::Retraining(args) => monitor::retraining(&data_dir, args).await,
         Command::Up(args) => up::run(&data_dir, args).await,
-        Command::RunTrainingJob => train::run_job().await,
+        Command::RunTrainingJob => cvops_platform::job_host::run_job().await.map(|()| ExitCode::SUCCESS),
         Command::Demo(args) => {
             let demo_dir = cli.data_dir.clone().unwrap_or_else(|| PathBuf::from(demo::DEFAULT_DEMO_DIR));
             demo::run(&demo_dir, args).await

@@ -5,10 +5,11 @@ use std::process::ExitCode;
 
 use cvops_core::ports::TableExt;
 use cvops_core::registry::{self, Alias, GatePolicy, ModelVersion, VersionStatus};
+use cvops_core::runs::RUN_SK_PREFIX;
 use cvops_dispatch_training::{run_pk, RunRecord};
 use serde_json::json;
 
-use crate::platform::LocalPlatform;
+use cvops_platform::LocalPlatform;
 
 #[derive(Debug, clap::Args)]
 pub struct ModelsArgs {
@@ -70,7 +71,7 @@ async fn model_names(platform: &LocalPlatform, only: Option<&String>) -> anyhow:
 }
 
 pub async fn models(data_dir: &Path, args: ModelsArgs) -> anyhow::Result<ExitCode> {
-    let (platform, _) = LocalPlatform::open(data_dir, LocalPlatform::ingest_config_from_env()?)?;
+    let platform = LocalPlatform::open(data_dir)?;
     let names = model_names(&platform, args.model.as_ref()).await?;
     if names.is_empty() && !args.json {
         println!("no models yet; train one with: cvops train --dataset NAME --wait");
@@ -132,11 +133,11 @@ pub async fn models(data_dir: &Path, args: ModelsArgs) -> anyhow::Result<ExitCod
 }
 
 pub async fn runs(data_dir: &Path, args: RunsArgs) -> anyhow::Result<ExitCode> {
-    let (platform, _) = LocalPlatform::open(data_dir, LocalPlatform::ingest_config_from_env()?)?;
+    let platform = LocalPlatform::open(data_dir)?;
     let names = model_names(&platform, args.model.as_ref()).await?;
     let mut runs = Vec::new();
     for name in names {
-        for item in platform.table.query_all(&run_pk(&name), "RUN#").await? {
+        for item in platform.table.query_all(&run_pk(&name), RUN_SK_PREFIX).await? {
             runs.push(item.to_record::<RunRecord>()?);
         }
     }
@@ -169,7 +170,7 @@ pub async fn runs(data_dir: &Path, args: RunsArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn promote(data_dir: &Path, args: PromoteArgs) -> anyhow::Result<ExitCode> {
-    let (platform, _) = LocalPlatform::open(data_dir, LocalPlatform::ingest_config_from_env()?)?;
+    let platform = LocalPlatform::open(data_dir)?;
     let now = platform.clock.now().to_rfc3339();
     let alias = registry::promote(platform.table.as_ref(), &args.model, args.version, "manual promotion", &now).await?;
     let before = alias.previous.last().map(|v| format!(" (was v{v})")).unwrap_or_default();
@@ -178,9 +179,9 @@ pub async fn promote(data_dir: &Path, args: PromoteArgs) -> anyhow::Result<ExitC
 }
 
 pub async fn gate(data_dir: &Path, args: GateArgs) -> anyhow::Result<ExitCode> {
-    let (platform, _) = LocalPlatform::open(data_dir, LocalPlatform::ingest_config_from_env()?)?;
+    let platform = LocalPlatform::open(data_dir)?;
     let table = platform.table.as_ref();
-    let default = GatePolicy::with_floor(LocalPlatform::register_config_from_env()?.promotion_floor);
+    let default = GatePolicy::with_floor(LocalPlatform::register_config(&platform.settings)?.promotion_floor);
     let mut policy = registry::gate_policy(table, &args.model, default).await?;
     if let Some(floor) = args.floor {
         if !(0.0..=1.0).contains(&floor) {
@@ -207,7 +208,7 @@ pub async fn gate(data_dir: &Path, args: GateArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn rollback(data_dir: &Path, args: RollbackArgs) -> anyhow::Result<ExitCode> {
-    let (platform, _) = LocalPlatform::open(data_dir, LocalPlatform::ingest_config_from_env()?)?;
+    let platform = LocalPlatform::open(data_dir)?;
     let now = platform.clock.now().to_rfc3339();
     let alias = registry::rollback(platform.table.as_ref(), &args.model, &now).await?;
     println!("{} production is back at v{} ({})", args.model, alias.version, alias.reason);

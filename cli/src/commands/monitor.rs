@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use cvops_core::drift::Status;
 use cvops_monitor::{retrain, ModelReport};
 
-use crate::platform::LocalPlatform;
+use cvops_platform::LocalPlatform;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -23,7 +23,7 @@ pub struct Args {
 }
 
 pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
-    let (mut platform, _) = LocalPlatform::open(data_dir, LocalPlatform::ingest_config_from_env()?)?;
+    let mut platform = LocalPlatform::open(data_dir)?;
     if let Some(hours) = args.window_hours {
         platform.monitor.set_window_hours(hours);
     }
@@ -118,8 +118,8 @@ pub struct RetrainArgs {
 
 /// `cvops retraining MODEL [...]`: shows the model's continuous-training rule, changing what is given.
 pub async fn retraining(data_dir: &Path, args: RetrainArgs) -> anyhow::Result<ExitCode> {
-    let (platform, _) = LocalPlatform::open(data_dir, LocalPlatform::ingest_config_from_env()?)?;
-    let defaults = LocalPlatform::monitor_config_from_env()?.default_rule;
+    let platform = LocalPlatform::open(data_dir)?;
+    let defaults = LocalPlatform::monitor_config(&platform.settings)?.default_rule;
     let table = platform.table.as_ref();
     let mut rule = retrain::rule_for(table, &args.model, defaults).await?;
     let changing = args.on_drift.is_some() || args.min_new_images.is_some() || args.cooldown_hours.is_some();

@@ -1,34 +1,18 @@
 //! `cvops serve`: the inference endpoint's router (the one the infer Lambda runs) on a local
-//! address, over the local registry and models bucket. An API key is required unless `--no-auth`
-//! says otherwise, and `--no-auth` only on a loopback address.
-//!
-//! The server is hyper's HTTP/1 connection builder rather than `axum::serve`, for the one thing
-//! the latter lacks: a timer, so that a client has `--header-timeout` seconds to send a request's
-//! headers (a half-sent request, or an idle keep-alive connection, is closed instead of held
-//! forever). The body's deadline, the concurrency limit and the image limits are the router's own
-//! (`CVOPS_BODY_READ_TIMEOUT_SECONDS`, `CVOPS_MAX_CONCURRENCY`, `CVOPS_INFER_MAX_PIXELS`,
-//! `CVOPS_INFER_MAX_DECODED_BYTES`), the same on Lambda.
+//! address, over the local registry and models bucket (`cvops_platform::endpoint`). An API key is
+//! required unless `--no-auth` says otherwise, and `--no-auth` only on a loopback address.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use cvops_infer::{Feed, InferConfig, Models};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
-
-use crate::platform::{LocalPlatform, MODELS_BUCKET, STORE_BUCKET};
+use cvops_platform::endpoint::{LocalEndpoint, DEFAULT_HEADER_TIMEOUT};
+use cvops_platform::LocalPlatform;
 
 /// The environment variable the API key is read from (and removed from, once read).
 pub const API_KEY_VAR: &str = "CVOPS_API_KEY";
-/// How long a client has to send a request's headers, by default.
-pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long requests in flight may take to finish once a shutdown starts.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Where the endpoint listens and who may call it: shared by `cvops serve` and `cvops up`.
 #[derive(Debug, clap::Args)]
@@ -99,8 +83,8 @@ pub struct Args {
 pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let api_key = args.listen.api_key()?;
     let header_timeout = args.listen.header_timeout()?;
-    let (platform, _) = LocalPlatform::open(data_dir, LocalPlatform::ingest_config_from_env()?)?;
-    let endpoint = Endpoint::new(&platform, api_key, Duration::from_secs_f64(args.alias_check.max(0.0)))?
+    let platform = LocalPlatform::open(data_dir)?;
+    let endpoint = LocalEndpoint::new(&platform, api_key, Duration::from_secs_f64(args.alias_check.max(0.0)))?
         .with_header_timeout(header_timeout);
     let listener = args.listen.bind().await?;
     println!(
@@ -113,99 +97,6 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         })
         .await?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// The endpoint over the local platform: the router the infer Lambda runs, and its monitoring
-/// feed into the local table.
-pub struct Endpoint {
-    pub router: axum::Router,
-    pub feed: Arc<Feed>,
-    flush_every: Duration,
-    header_timeout: Duration,
-}
-
-impl Endpoint {
-    pub fn new(platform: &LocalPlatform, api_key: Option<String>, alias_check: Duration) -> anyhow::Result<Self> {
-        let mut config = InferConfig::from_lookup(|name| match name {
-            "CVOPS_MODELS_BUCKET" => Some(MODELS_BUCKET.to_owned()),
-            "CVOPS_STORE_BUCKET" => Some(STORE_BUCKET.to_owned()),
-            other => std::env::var(other).ok(),
-        })
-        .map_err(anyhow::Error::msg)?;
-        config.api_key = api_key;
-        config.alias_check = alias_check;
-        let models =
-            Arc::new(Models::new(platform.table.clone(), platform.objects.clone(), MODELS_BUCKET.into(), config.alias_check));
-        let feed = Arc::new(Feed::new(
-            platform.table.clone(),
-            platform.objects.clone(),
-            platform.clock.clone(),
-            config.review_bucket.clone(),
-            config.review_sample_every,
-        ));
-        let flush_every = config.monitor_flush;
-        let fed = config.monitoring.then(|| feed.clone());
-        Ok(Self { router: cvops_infer::router(models, config, fed), feed, flush_every, header_timeout: DEFAULT_HEADER_TIMEOUT })
-    }
-
-    pub fn with_header_timeout(mut self, header_timeout: Duration) -> Self {
-        self.header_timeout = header_timeout;
-        self
-    }
-
-    /// Serves until `shutdown` completes, then writes the last monitoring counters.
-    pub async fn serve(
-        self,
-        listener: tokio::net::TcpListener,
-        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
-        let flusher = self.feed.spawn_flusher(self.flush_every);
-        serve_http1(listener, self.router, self.header_timeout, shutdown).await;
-        flusher.abort();
-        self.feed.flush().await.context("writing the last monitoring counters")?;
-        Ok(())
-    }
-}
-
-/// HTTP/1 connections on `listener`, each served by `router` with a deadline on its headers,
-/// until `shutdown`; then the requests in flight get [`SHUTDOWN_GRACE`] to finish.
-pub async fn serve_http1(
-    listener: tokio::net::TcpListener,
-    router: axum::Router,
-    header_timeout: Duration,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(header_timeout);
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Out of file descriptors, or a connection reset before it was accepted:
-                    // the listener is fine; pause rather than spin.
-                    tracing::warn!(error = %e, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection closed with an error");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
-        tracing::warn!("requests still in flight after the shutdown grace period were dropped");
-    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use cvops_core::snapshot;
 
 use super::catalog::require_dataset;
 use super::health::sparkline;
-use crate::platform::{LocalPlatform, STORE_BUCKET};
+use cvops_platform::{LocalPlatform, STORE_BUCKET};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -21,7 +21,7 @@ pub struct Args {
 }
 
 pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
-    let (platform, _) = LocalPlatform::open(data_dir, LocalPlatform::ingest_config_from_env()?)?;
+    let platform = LocalPlatform::open(data_dir)?;
     require_dataset(platform.table.as_ref(), &args.dataset).await?;
     let created_at = platform.clock.now().to_rfc3339();
     let snap =

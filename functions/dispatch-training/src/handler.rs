@@ -8,32 +8,18 @@ use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use cvops_core::catalog::{dataset_pk, DATASETS_PK};
 use cvops_core::clock::Clock;
-use cvops_core::ports::{Item, JobRunner, JobSpec, JobsError, ObjectStore, Queue, QueueError, Table, TableError};
+use cvops_core::failure::Retryable;
+use cvops_core::ports::{
+    Item, JobRunner, JobSpec, JobsError, ObjectStore, Ports, Queue, QueueError, Table, TableError, TableExt, Update,
+};
 use cvops_core::registry;
-pub use cvops_core::runs::{job_pk, run_pk, run_sk, RunRecord, RunStatus};
+pub use cvops_core::runs::{job_pk, run_pk, run_sk, RunRecord, RunStatus, JOB_RUN_SK};
 use cvops_core::snapshot::{self, SnapshotError};
 use serde::{Deserialize, Serialize};
 use tracing::{info, instrument, warn};
 
+pub use crate::config::DispatchConfig;
 use crate::request::{RequestError, TrainingRequest};
-
-/// What the function is configured with, read once at start-up.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DispatchConfig {
-    /// Where the accepted images are; the trainer reads the manifest's keys from it.
-    pub raw_bucket: String,
-    pub store_bucket: String,
-    pub models_bucket: String,
-    /// Where refused requests go, with their reason.
-    pub dead_letter_queue: String,
-    /// The trainer's container image (the job definition's on AWS; recorded for lineage).
-    pub trainer_image: String,
-    /// The command the job runs; empty keeps the job definition's.
-    pub trainer_command: Vec<String>,
-    pub gpus: u32,
-    /// More environment for every job (the table's name, endpoints).
-    pub job_env: BTreeMap<String, String>,
-}
 
 /// Everything the function receives: training requests from SQS, or Batch's job state changes
 /// from EventBridge.
@@ -76,6 +62,13 @@ pub enum DispatchError {
     Claimed(String),
 }
 
+/// A refused request never succeeds (it is dead-lettered); everything else may on a retry.
+impl Retryable for DispatchError {
+    fn is_retryable(&self) -> bool {
+        !matches!(self, DispatchError::Request(_))
+    }
+}
+
 impl From<SnapshotError> for DispatchError {
     fn from(e: SnapshotError) -> Self {
         match e {
@@ -97,14 +90,8 @@ pub struct Dispatch {
 }
 
 impl Dispatch {
-    pub fn new(
-        table: Arc<dyn Table>,
-        objects: Arc<dyn ObjectStore>,
-        queue: Arc<dyn Queue>,
-        jobs: Arc<dyn JobRunner>,
-        clock: Arc<dyn Clock>,
-        config: DispatchConfig,
-    ) -> Self {
+    pub fn new(ports: &Ports, config: DispatchConfig) -> Self {
+        let Ports { objects, table, queue, jobs, clock } = ports.clone();
         Self { table, objects, queue, jobs, clock, config }
     }
 
@@ -187,7 +174,7 @@ impl Dispatch {
         let (pk, sk) = (run_pk(&request.model), run_sk(&run_id));
         // A redelivery finds its run, and its snapshot, before anything new is made.
         let existing = self.table.get(&pk, &sk).await?;
-        let (mut run, mut version) = match existing {
+        let (run, version) = match existing {
             Some(item) => (item.to_record::<RunRecord>()?, item.version),
             None => self.record_run(request, &run_id).await?,
         };
@@ -195,7 +182,7 @@ impl Dispatch {
             info!(run_id = %run.run_id, "run already dispatched: a redelivered request");
             return Ok(run);
         }
-        (run, version) = self.claim(run, version, delivery).await?;
+        let (run, _) = self.claim(run, version, delivery).await?;
         let job_id = match self.jobs.find(&run.job_name()).await? {
             Some(job_id) => {
                 info!(run_id = %run.run_id, %job_id, "the job was submitted by an earlier delivery: recording it");
@@ -204,30 +191,26 @@ impl Dispatch {
             None => self.jobs.submit(&self.job_spec(&run)).await?,
         };
         self.table
-            .put(Item::new(job_pk(&job_id), "RUN").with("model", run.model.clone()).with("run_id", run.run_id.clone()))
+            .put(Item::new(job_pk(&job_id), JOB_RUN_SK).with("model", run.model.clone()).with("run_id", run.run_id.clone()))
             .await?;
-        self.record_job(run, version, job_id).await
+        self.record_job(&run, job_id).await
     }
 
     /// Writes the job id into the run; a job state event may have moved the run on meanwhile,
-    /// so a conflict re-reads it and never moves its status back.
-    async fn record_job(&self, mut run: RunRecord, mut version: u64, job_id: String) -> Result<RunRecord, DispatchError> {
+    /// so it is read again and its status never moves back.
+    async fn record_job(&self, run: &RunRecord, job_id: String) -> Result<RunRecord, DispatchError> {
         let (pk, sk) = (run_pk(&run.model), run_sk(&run.run_id));
-        for _ in 0..5 {
-            run.job_id = Some(job_id.clone());
-            run.status = run.status.max(RunStatus::Submitted);
-            run.updated_at = self.clock.now().to_rfc3339();
-            match self.table.put_if_version(Item::from_record(&pk, &sk, &run)?, version).await {
-                Ok(_) => return Ok(run),
-                Err(TableError::Conflict { .. }) => {
-                    let item =
-                        self.table.get(&pk, &sk).await?.ok_or_else(|| TableError::Conflict { pk: pk.clone(), sk: sk.clone() })?;
-                    (run, version) = (item.to_record()?, item.version);
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(TableError::Conflict { pk, sk }.into())
+        let now = self.clock.now().to_rfc3339();
+        self.table
+            .update(&pk, &sk, |item| {
+                let item = item.ok_or_else(|| TableError::Conflict { pk: pk.clone(), sk: sk.clone() })?;
+                let mut run: RunRecord = item.to_record()?;
+                run.job_id = Some(job_id.clone());
+                run.status = run.status.max(RunStatus::Submitted);
+                run.updated_at = now.clone();
+                Ok::<_, DispatchError>(Update::Write(Item::from_record(&pk, &sk, &run)?, run))
+            })
+            .await
     }
 
     /// Snapshots the dataset if the request names no snapshot, and records the run (pending).
@@ -329,29 +312,27 @@ impl Dispatch {
     #[instrument(skip_all, fields(job_id = %detail.job_id, status = %detail.status))]
     pub async fn job_state_changed(&self, detail: &BatchJobDetail) -> Result<Option<RunRecord>, DispatchError> {
         let Some(status) = RunStatus::from_batch(&detail.status) else { return Ok(None) };
-        let Some(index) = self.table.get(&job_pk(&detail.job_id), "RUN").await? else {
+        let Some(index) = self.table.get(&job_pk(&detail.job_id), JOB_RUN_SK).await? else {
             info!("not a cvops run's job (or an array child): ignored");
             return Ok(None);
         };
         let (model, run_id) =
             (index.str_attr("model").unwrap_or_default().to_owned(), index.str_attr("run_id").unwrap_or_default().to_owned());
         let (pk, sk) = (run_pk(&model), run_sk(&run_id));
-        for _ in 0..5 {
-            let Some(item) = self.table.get(&pk, &sk).await? else { return Ok(None) };
-            let mut run: RunRecord = item.to_record()?;
-            if run.status >= RunStatus::Succeeded || status <= run.status {
-                return Ok(Some(run));
-            }
-            run.status = status;
-            run.job_id.get_or_insert_with(|| detail.job_id.clone());
-            run.status_reason = detail.status_reason.clone();
-            run.updated_at = self.clock.now().to_rfc3339();
-            match self.table.put_if_version(Item::from_record(&pk, &sk, &run)?, item.version).await {
-                Ok(_) => return Ok(Some(run)),
-                Err(TableError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(TableError::Conflict { pk, sk }.into())
+        let now = self.clock.now().to_rfc3339();
+        self.table
+            .update(&pk, &sk, |item| {
+                let Some(item) = item else { return Ok(Update::Keep(None)) };
+                let mut run: RunRecord = item.to_record()?;
+                if run.status >= RunStatus::Succeeded || status <= run.status {
+                    return Ok(Update::Keep(Some(run)));
+                }
+                run.status = status;
+                run.job_id.get_or_insert_with(|| detail.job_id.clone());
+                run.status_reason = detail.status_reason.clone();
+                run.updated_at = now.clone();
+                Ok::<_, DispatchError>(Update::Write(Item::from_record(&pk, &sk, &run)?, Some(run)))
+            })
+            .await
     }
 }

@@ -16,6 +16,7 @@
 //! message whose first delivery submitted and then failed to record the job id finds that job
 //! and submits nothing new.
 
+pub mod config;
 pub mod handler;
 pub mod request;
 

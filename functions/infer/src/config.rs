@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+pub use cvops_core::config::ConfigError;
+use cvops_core::config::Vars;
+
 /// Lambda's synchronous payload limit, and the default here.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 6_000_000;
 pub const DEFAULT_ALIAS_CHECK: Duration = Duration::from_secs(10);
@@ -67,66 +70,55 @@ impl InferConfig {
         }
     }
 
-    /// `CVOPS_MODELS_BUCKET`, and the optional `CVOPS_MAX_BODY_BYTES`, `CVOPS_INFER_MAX_PIXELS`,
+    /// The Lambda's configuration: `CVOPS_MODELS_BUCKET`, the optional `CVOPS_STORE_BUCKET` (where
+    /// low-confidence inputs are sampled for review) and [`Self::with_settings`].
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(&Vars::env())
+    }
+
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let mut config = Self::new(vars.required("CVOPS_MODELS_BUCKET")?);
+        config.review_bucket = vars.text("CVOPS_STORE_BUCKET");
+        config.with_settings(vars)
+    }
+
+    /// The optional `CVOPS_MAX_BODY_BYTES`, `CVOPS_INFER_MAX_PIXELS`,
     /// `CVOPS_INFER_MAX_DECODED_BYTES`, `CVOPS_MAX_CONCURRENCY`, `CVOPS_BODY_READ_TIMEOUT_SECONDS`,
-    /// `CVOPS_ALIAS_CHECK_SECONDS`, `CVOPS_MONITOR_FLUSH_SECONDS`, `CVOPS_STORE_BUCKET`,
-    /// `CVOPS_REVIEW_SAMPLE_EVERY` and `CVOPS_MONITORING`.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let bucket = lookup("CVOPS_MODELS_BUCKET").filter(|b| !b.is_empty()).ok_or("CVOPS_MODELS_BUCKET is not set")?;
-        let mut config = Self::new(bucket);
-        if let Some(text) = lookup("CVOPS_MAX_BODY_BYTES") {
-            config.max_body_bytes =
-                text.parse().map_err(|_| format!("CVOPS_MAX_BODY_BYTES is {text:?}; give a number of bytes"))?;
+    /// `CVOPS_ALIAS_CHECK_SECONDS`, `CVOPS_MONITOR_FLUSH_SECONDS`, `CVOPS_REVIEW_SAMPLE_EVERY`
+    /// and `CVOPS_MONITORING` over these values.
+    pub fn with_settings(mut self, vars: &Vars) -> Result<Self, ConfigError> {
+        let positive = |n: &u64| *n > 0;
+        if let Some(bytes) = vars.parse("CVOPS_MAX_BODY_BYTES", "a number of bytes, such as 6000000", |_: &usize| true)? {
+            self.max_body_bytes = bytes;
         }
-        let positive = |name: &str, text: Option<String>, what: &str| -> Result<Option<u64>, String> {
-            text.map(|text| {
-                text.parse::<u64>().ok().filter(|n| *n > 0).ok_or(format!("{name} is {text:?}; give a positive number of {what}"))
-            })
-            .transpose()
-        };
-        if let Some(pixels) = positive("CVOPS_INFER_MAX_PIXELS", lookup("CVOPS_INFER_MAX_PIXELS"), "pixels")? {
-            config.max_pixels = pixels;
+        if let Some(pixels) = vars.parse("CVOPS_INFER_MAX_PIXELS", "a positive number of pixels", positive)? {
+            self.max_pixels = pixels;
         }
-        if let Some(bytes) = positive("CVOPS_INFER_MAX_DECODED_BYTES", lookup("CVOPS_INFER_MAX_DECODED_BYTES"), "bytes")? {
-            config.max_decoded_bytes = bytes;
+        if let Some(bytes) = vars.parse("CVOPS_INFER_MAX_DECODED_BYTES", "a positive number of bytes", positive)? {
+            self.max_decoded_bytes = bytes;
         }
-        if let Some(requests) = positive("CVOPS_MAX_CONCURRENCY", lookup("CVOPS_MAX_CONCURRENCY"), "requests")? {
-            config.max_concurrency = usize::try_from(requests).unwrap_or(usize::MAX);
+        if let Some(requests) = vars.parse("CVOPS_MAX_CONCURRENCY", "a positive number of requests", |n: &usize| *n > 0)? {
+            self.max_concurrency = requests;
         }
-        if let Some(text) = lookup("CVOPS_BODY_READ_TIMEOUT_SECONDS") {
-            let seconds: f64 = text
-                .parse()
-                .ok()
-                .filter(|s: &f64| *s > 0.0 && s.is_finite())
-                .ok_or_else(|| format!("CVOPS_BODY_READ_TIMEOUT_SECONDS is {text:?}; give a positive number of seconds"))?;
-            config.body_read_timeout = Duration::from_secs_f64(seconds);
+        let seconds = "a positive number of seconds";
+        if let Some(timeout) = vars.seconds("CVOPS_BODY_READ_TIMEOUT_SECONDS", seconds, |s| s > 0.0)? {
+            self.body_read_timeout = timeout;
         }
-        if let Some(text) = lookup("CVOPS_ALIAS_CHECK_SECONDS") {
-            let seconds: f64 = text.parse().map_err(|_| format!("CVOPS_ALIAS_CHECK_SECONDS is {text:?}; give seconds"))?;
-            config.alias_check = Duration::from_secs_f64(seconds.max(0.0));
+        if let Some(every) =
+            vars.seconds("CVOPS_ALIAS_CHECK_SECONDS", "a number of seconds, 0 to check on every request", |_| true)?
+        {
+            self.alias_check = every;
         }
-        if let Some(text) = lookup("CVOPS_MONITOR_FLUSH_SECONDS") {
-            let seconds: f64 = text
-                .parse()
-                .ok()
-                .filter(|s: &f64| *s > 0.0)
-                .ok_or_else(|| format!("CVOPS_MONITOR_FLUSH_SECONDS is {text:?}; give a positive number of seconds"))?;
-            config.monitor_flush = Duration::from_secs_f64(seconds);
+        if let Some(every) = vars.seconds("CVOPS_MONITOR_FLUSH_SECONDS", seconds, |s| s > 0.0)? {
+            self.monitor_flush = every;
         }
-        config.review_bucket = lookup("CVOPS_STORE_BUCKET").filter(|b| !b.is_empty());
-        if let Some(text) = lookup("CVOPS_REVIEW_SAMPLE_EVERY") {
-            config.review_sample_every = text
-                .parse()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| format!("CVOPS_REVIEW_SAMPLE_EVERY is {text:?}; give a positive whole number"))?;
+        if let Some(every) = vars.parse("CVOPS_REVIEW_SAMPLE_EVERY", "a positive whole number", positive)? {
+            self.review_sample_every = every;
         }
-        config.monitoring = match lookup("CVOPS_MONITORING").as_deref() {
-            None | Some("on") => true,
-            Some("off") => false,
-            Some(other) => return Err(format!("CVOPS_MONITORING is {other:?}; give on or off")),
-        };
-        Ok(config)
+        if let Some(on) = vars.switch("CVOPS_MONITORING")? {
+            self.monitoring = on;
+        }
+        Ok(self)
     }
 }
 
@@ -136,14 +128,13 @@ mod tests {
 
     #[test]
     fn the_image_limits_and_the_concurrency_come_from_the_environment() {
-        let config = InferConfig::from_lookup(|name| match name {
-            "CVOPS_MODELS_BUCKET" => Some("models".into()),
-            "CVOPS_INFER_MAX_PIXELS" => Some("1000000".into()),
-            "CVOPS_INFER_MAX_DECODED_BYTES" => Some("4000000".into()),
-            "CVOPS_MAX_CONCURRENCY" => Some("3".into()),
-            "CVOPS_BODY_READ_TIMEOUT_SECONDS" => Some("0.5".into()),
-            _ => None,
-        })
+        let config = InferConfig::from_vars(&Vars::from_pairs(&[
+            ("CVOPS_MODELS_BUCKET", "models"),
+            ("CVOPS_INFER_MAX_PIXELS", "1000000"),
+            ("CVOPS_INFER_MAX_DECODED_BYTES", "4000000"),
+            ("CVOPS_MAX_CONCURRENCY", "3"),
+            ("CVOPS_BODY_READ_TIMEOUT_SECONDS", "0.5"),
+        ]))
         .unwrap();
         assert_eq!((config.max_pixels, config.max_decoded_bytes, config.max_concurrency), (1_000_000, 4_000_000, 3));
         assert_eq!(config.body_read_timeout, Duration::from_millis(500));
@@ -152,12 +143,8 @@ mod tests {
         for (name, value) in
             [("CVOPS_MAX_CONCURRENCY", "0"), ("CVOPS_INFER_MAX_PIXELS", "many"), ("CVOPS_BODY_READ_TIMEOUT_SECONDS", "-1")]
         {
-            let refused = InferConfig::from_lookup(|n| match n {
-                "CVOPS_MODELS_BUCKET" => Some("models".into()),
-                n if n == name => Some(value.into()),
-                _ => None,
-            });
-            assert!(refused.unwrap_err().contains(name), "{name}={value}");
+            let refused = InferConfig::from_vars(&Vars::from_pairs(&[("CVOPS_MODELS_BUCKET", "models"), (name, value)]));
+            assert_eq!(refused.unwrap_err().variable, name, "{name}={value}");
         }
     }
 }

@@ -13,6 +13,8 @@ use serde_json::json;
 
 use cvops_core::reason::{ReasonCode, Rejection};
 
+use crate::models::ModelsError;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -84,6 +86,26 @@ impl ApiError {
             "model_unavailable" => "the model version cannot be loaded right now; retry later, or pin another version",
             _ => &self.message,
         }
+    }
+}
+
+/// The model cache's errors as the endpoint answers them: what the client asked for and is not
+/// there is 404; what is there but cannot be served now is 503 (our side: a fixed message).
+impl From<ModelsError> for ApiError {
+    fn from(error: ModelsError) -> Self {
+        let (status, code) = match &error {
+            ModelsError::UnknownModel(_) => (StatusCode::NOT_FOUND, "unknown_model"),
+            ModelsError::UnknownVersion { .. } | ModelsError::RejectedVersion { .. } => {
+                (StatusCode::NOT_FOUND, "unknown_version")
+            }
+            ModelsError::NoProduction(_) => (StatusCode::SERVICE_UNAVAILABLE, "no_production_model"),
+            ModelsError::Registry(_) => (StatusCode::SERVICE_UNAVAILABLE, "registry_unavailable"),
+            ModelsError::NoArtifact { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ModelsError::Unreadable { .. } | ModelsError::Tampered(_) | ModelsError::Unloadable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "model_unavailable")
+            }
+        };
+        Self::new(status, code, error.to_string())
     }
 }
 

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use cvops_core::clock::Clock;
 use cvops_core::monitoring::{self, Aggregate, Observation, RETENTION_SECONDS};
-use cvops_core::ports::{ObjectStore, Table, TableError};
+use cvops_core::ports::{ObjectStore, Ports, Table, TableError};
 use cvops_core::validate::Format;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -41,19 +41,13 @@ pub struct Feed {
 }
 
 impl Feed {
-    pub fn new(
-        table: Arc<dyn Table>,
-        objects: Arc<dyn ObjectStore>,
-        clock: Arc<dyn Clock>,
-        review_bucket: Option<String>,
-        sample_every: u64,
-    ) -> Self {
+    pub fn new(ports: &Ports, review_bucket: Option<String>, sample_every: u64) -> Self {
         // Containers start at different times: their nanoseconds spread the first shards.
         let offset = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
         Self {
-            table,
-            objects,
-            clock,
+            table: ports.table.clone(),
+            objects: ports.objects.clone(),
+            clock: ports.clock.clone(),
             review_bucket,
             sample_every: sample_every.max(1),
             pending: Mutex::default(),
@@ -81,7 +75,7 @@ impl Feed {
         if top >= monitoring::LOW_CONFIDENCE {
             return;
         }
-        if self.low_confidence_seen.fetch_add(1, Ordering::Relaxed) % self.sample_every != 0 {
+        if !self.low_confidence_seen.fetch_add(1, Ordering::Relaxed).is_multiple_of(self.sample_every) {
             return;
         }
         let hour = self.hour();

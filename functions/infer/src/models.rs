@@ -7,14 +7,35 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::http::StatusCode;
-use cvops_core::ports::{ObjectStore, ObjectStoreExt, Table};
+use cvops_core::ports::{ObjectStore, ObjectStoreError, ObjectStoreExt, Ports, Table, TableError};
 use cvops_core::registry::{self, ModelVersion, VersionStatus};
 use cvops_inference::LoadedModel;
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex as AsyncMutex;
 
-use crate::error::ApiError;
+/// Why a model cannot be served. The router maps each case to its HTTP status and code
+/// (`crate::error`); the cache knows nothing of HTTP.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelsError {
+    #[error("there is no model {0}; GET /v1/models lists them")]
+    UnknownModel(String),
+    #[error("model {model} has no version {version}")]
+    UnknownVersion { model: String, version: u32 },
+    #[error("model {model} v{version} was rejected; it is never served")]
+    RejectedVersion { model: String, version: u32 },
+    #[error("model {0} has no production version yet; promote one with `cvops promote {0} VERSION`")]
+    NoProduction(String),
+    #[error("the registry cannot be read: {0}")]
+    Registry(#[from] TableError),
+    #[error("model {model} v{version} has no artifact recorded")]
+    NoArtifact { model: String, version: u32 },
+    #[error("cannot read {key}: {source}")]
+    Unreadable { key: String, source: ObjectStoreError },
+    #[error("{0} does not match the sha256 the registry recorded; it will not be served")]
+    Tampered(String),
+    #[error("{0}")]
+    Unloadable(String),
+}
 
 /// A loaded version with what its answers need.
 #[derive(Debug)]
@@ -37,10 +58,10 @@ pub struct Models {
 }
 
 impl Models {
-    pub fn new(table: Arc<dyn Table>, objects: Arc<dyn ObjectStore>, bucket: String, alias_check: std::time::Duration) -> Self {
+    pub fn new(ports: &Ports, bucket: String, alias_check: std::time::Duration) -> Self {
         Self {
-            table,
-            objects,
+            table: ports.table.clone(),
+            objects: ports.objects.clone(),
             bucket,
             alias_check,
             loaded: Mutex::default(),
@@ -49,12 +70,8 @@ impl Models {
         }
     }
 
-    fn table_error(e: impl std::fmt::Display) -> ApiError {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "registry_unavailable", format!("the registry cannot be read: {e}"))
-    }
-
     /// The version to serve: `pinned`, or production.
-    pub async fn resolve(&self, model: &str, pinned: Option<u32>) -> Result<Arc<Served>, ApiError> {
+    pub async fn resolve(&self, model: &str, pinned: Option<u32>) -> Result<Arc<Served>, ModelsError> {
         let version = match pinned {
             Some(version) => version,
             None => self.production_version(model).await?,
@@ -71,49 +88,35 @@ impl Models {
         Ok(served)
     }
 
-    async fn production_version(&self, model: &str) -> Result<u32, ApiError> {
+    async fn production_version(&self, model: &str) -> Result<u32, ModelsError> {
         if let Some((version, read_at)) = self.production.lock().expect("models poisoned").get(model) {
             if read_at.elapsed() < self.alias_check {
                 return Ok(*version);
             }
         }
-        match registry::production(self.table.as_ref(), model).await.map_err(Self::table_error)? {
+        match registry::production(self.table.as_ref(), model).await? {
             Some((alias, _)) => {
                 self.production.lock().expect("models poisoned").insert(model.to_owned(), (alias.version, Instant::now()));
                 Ok(alias.version)
             }
-            None if self.exists(model).await? => Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no_production_model",
-                format!("model {model} has no production version yet; promote one with `cvops promote {model} VERSION`"),
-            )),
-            None => Err(ApiError::not_found("unknown_model", format!("there is no model {model}; GET /v1/models lists them"))),
+            None if self.exists(model).await? => Err(ModelsError::NoProduction(model.to_owned())),
+            None => Err(ModelsError::UnknownModel(model.to_owned())),
         }
     }
 
-    async fn exists(&self, model: &str) -> Result<bool, ApiError> {
-        Ok(registry::models(self.table.as_ref()).await.map_err(Self::table_error)?.iter().any(|m| m == model))
+    async fn exists(&self, model: &str) -> Result<bool, ModelsError> {
+        Ok(registry::models(self.table.as_ref()).await?.iter().any(|m| m == model))
     }
 
-    async fn load(&self, model: &str, version: u32) -> Result<Served, ApiError> {
-        let record = registry::get_version(self.table.as_ref(), model, version).await.map_err(Self::table_error)?;
-        let record = match record {
+    async fn load(&self, model: &str, version: u32) -> Result<Served, ModelsError> {
+        let record = match registry::get_version(self.table.as_ref(), model, version).await? {
             Some(record) if record.status == VersionStatus::Registered => record,
-            Some(_) => {
-                return Err(ApiError::not_found(
-                    "unknown_version",
-                    format!("model {model} v{version} was rejected; it is never served"),
-                ))
-            }
-            None if self.exists(model).await? => {
-                return Err(ApiError::not_found("unknown_version", format!("model {model} has no version {version}")))
-            }
-            None => {
-                return Err(ApiError::not_found("unknown_model", format!("there is no model {model}; GET /v1/models lists them")))
-            }
+            Some(_) => return Err(ModelsError::RejectedVersion { model: model.to_owned(), version }),
+            None if self.exists(model).await? => return Err(ModelsError::UnknownVersion { model: model.to_owned(), version }),
+            None => return Err(ModelsError::UnknownModel(model.to_owned())),
         };
         let (Some(artifact), Some(input)) = (&record.artifact, &record.input) else {
-            return Err(ApiError::internal(format!("model {model} v{version} has no artifact recorded")));
+            return Err(ModelsError::NoArtifact { model: model.to_owned(), version });
         };
         let started = Instant::now();
         // Exactly the version registered: a later write under the key cannot change what is served.
@@ -121,18 +124,11 @@ impl Models {
             .objects
             .get_recorded(&self.bucket, &artifact.key, artifact.version_id.as_deref(), 1 << 30)
             .await
-            .map_err(|e| {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "model_unavailable", format!("cannot read {}: {e}", artifact.key))
-            })?;
+            .map_err(|source| ModelsError::Unreadable { key: artifact.key.clone(), source })?;
         if hex::encode(Sha256::digest(&bytes)) != artifact.sha256 {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "model_unavailable",
-                format!("{} does not match the sha256 the registry recorded; it will not be served", artifact.key),
-            ));
+            return Err(ModelsError::Tampered(artifact.key.clone()));
         }
-        let loaded = LoadedModel::load(&bytes, input, record.labels.len())
-            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "model_unavailable", e.to_string()))?;
+        let loaded = LoadedModel::load(&bytes, input, record.labels.len()).map_err(|e| ModelsError::Unloadable(e.to_string()))?;
         let load_ms = started.elapsed().as_secs_f64() * 1e3;
         tracing::info!(model, version, load_ms, bytes = bytes.len(), "model loaded (fetched, sha256 checked, optimised)");
         Ok(Served { record, model: loaded })

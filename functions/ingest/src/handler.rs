@@ -8,11 +8,13 @@ use cvops_core::catalog::{
     sha_sk, ImageRecord, ImageStatus, QuarantineSidecar, ARRIVALS_FIELD, ARRIVALS_SK, DATASETS_PK, NO_DATASET,
 };
 use cvops_core::clock::Clock;
+use cvops_core::failure::Retryable;
 use cvops_core::key::{ImageKey, Split};
-use cvops_core::ports::{Item, ObjectStore, ObjectStoreError, Table, TableError, TableExt};
+use cvops_core::ports::{Item, ObjectStore, ObjectStoreError, Ports, Table, TableError, TableExt};
 use cvops_core::reason::{ReasonCode, Rejection};
 use cvops_core::stats::hamming;
 use cvops_core::validate::{validate, ValidationReport};
+use futures::TryStreamExt;
 use serde::Serialize;
 use tracing::{info, instrument, warn};
 
@@ -34,9 +36,9 @@ pub enum IngestError {
     Event(#[from] NoticeError),
 }
 
-impl IngestError {
-    /// Whether Lambda (or the local router) should deliver the event again.
-    pub fn is_retryable(&self) -> bool {
+/// Whether Lambda (or the local router) should deliver the event again.
+impl Retryable for IngestError {
+    fn is_retryable(&self) -> bool {
         match self {
             IngestError::Table(e) => e.is_retryable(),
             IngestError::Objects(e) => e.is_retryable(),
@@ -88,8 +90,8 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    pub fn new(objects: Arc<dyn ObjectStore>, table: Arc<dyn Table>, clock: Arc<dyn Clock>, config: IngestConfig) -> Self {
-        Self { objects, table, clock, config }
+    pub fn new(ports: &Ports, config: IngestConfig) -> Self {
+        Self { objects: ports.objects.clone(), table: ports.table.clone(), clock: ports.clock.clone(), config }
     }
 
     /// Handles every record of an event, in order. Records are independent: all are attempted,
@@ -152,10 +154,7 @@ impl Ingest {
     /// Writes the record: the commit point of every change to a key.
     async fn commit(&self, record: &ImageRecord, read_version: Option<u64>) -> Result<(), IngestError> {
         let item = Item::from_record(dataset_pk(&record.dataset), image_sk(&record.key), record)?;
-        match read_version {
-            Some(version) => self.table.put_if_version(item, version).await?,
-            None => self.table.put_if_absent(item).await?,
-        };
+        self.table.put_if_unchanged(item, read_version).await?;
         Ok(())
     }
 
@@ -275,20 +274,15 @@ impl Ingest {
         let mut best: Option<(String, u32)> = None;
         for (band, value) in bands(phash).into_iter().enumerate() {
             let pk = band_pk(dataset, band, value);
-            let mut cursor = None;
-            loop {
-                let page = self.table.query(&pk, "", 500, cursor).await?;
-                for item in &page.items {
+            let mut pages = self.table.query_pages(&pk, "");
+            while let Some(page) = pages.try_next().await? {
+                for item in &page {
                     let Some(other) = item.str_attr("phash").and_then(|h| u64::from_str_radix(h, 16).ok()) else { continue };
                     let distance = hamming(phash, other);
                     let closer = best.as_ref().is_none_or(|(best_key, d)| (distance, item.sk.as_str()) < (*d, best_key.as_str()));
                     if item.sk != key && distance <= self.config.near_duplicate_threshold && closer {
                         best = Some((item.sk.clone(), distance));
                     }
-                }
-                match page.next {
-                    Some(next) => cursor = Some(next),
-                    None => break,
                 }
             }
         }

@@ -12,8 +12,6 @@
 //! a hash, near-duplicate bands) are written before the record, and the record is the commit
 //! point: a retry after a failure in between redoes the index writes, which are idempotent.
 
-#[cfg(feature = "lambda")]
-pub mod aws;
 pub mod config;
 pub mod handler;
 pub mod notice;

@@ -1,5 +1,7 @@
 //! What the monitor is configured with, read once at start-up.
 
+pub use cvops_core::config::ConfigError;
+use cvops_core::config::Vars;
 use cvops_core::drift::Thresholds;
 
 use crate::retrain::RetrainRule;
@@ -29,30 +31,58 @@ impl MonitorConfig {
         }
     }
 
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let required = |name: &str| lookup(name).filter(|v| !v.is_empty()).ok_or_else(|| format!("{name} is not set"));
-        let mut config = Self::new(required("CVOPS_STORE_BUCKET")?, required("CVOPS_TRAINING_QUEUE_URL")?);
-        let number = |name: &str| -> Result<Option<f64>, String> {
-            lookup(name)
-                .map(|text| text.parse::<f64>().ok().filter(|v| *v >= 0.0).ok_or(format!("{name} is {text:?}; give a number")))
-                .transpose()
-        };
-        if let Some(hours) = number("CVOPS_MONITOR_WINDOW_HOURS")? {
-            config.window_hours = (hours as u32).max(1);
+    /// The Lambda's configuration: `CVOPS_STORE_BUCKET`, `CVOPS_TRAINING_QUEUE_URL` and
+    /// [`Self::with_settings`].
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(&Vars::env())
+    }
+
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        Self::new(vars.required("CVOPS_STORE_BUCKET")?, vars.required("CVOPS_TRAINING_QUEUE_URL")?).with_settings(vars)
+    }
+
+    /// The optional `CVOPS_MONITOR_WINDOW_HOURS`, `CVOPS_MONITOR_MIN_REQUESTS`,
+    /// `CVOPS_RETRAIN_ON_DRIFT`, `CVOPS_RETRAIN_MIN_NEW_IMAGES` (0 turns the trigger off) and
+    /// `CVOPS_RETRAIN_COOLDOWN_HOURS` over these values.
+    pub fn with_settings(mut self, vars: &Vars) -> Result<Self, ConfigError> {
+        if let Some(hours) = vars.parse("CVOPS_MONITOR_WINDOW_HOURS", "a whole number of hours, such as 1", |h: &u32| *h >= 1)? {
+            self.window_hours = hours;
         }
-        if let Some(n) = number("CVOPS_MONITOR_MIN_REQUESTS")? {
-            config.thresholds.min_requests = n as u64;
+        if let Some(n) = vars.parse("CVOPS_MONITOR_MIN_REQUESTS", "a number of requests, such as 1000", |_: &u64| true)? {
+            self.thresholds.min_requests = n;
         }
-        if let Some(text) = lookup("CVOPS_RETRAIN_ON_DRIFT") {
-            config.default_rule.on_drift =
-                text.parse().map_err(|_| format!("CVOPS_RETRAIN_ON_DRIFT is {text:?}; give true or false"))?;
+        if let Some(on) = vars.parse("CVOPS_RETRAIN_ON_DRIFT", "true or false", |_: &bool| true)? {
+            self.default_rule.on_drift = on;
         }
-        if let Some(n) = number("CVOPS_RETRAIN_MIN_NEW_IMAGES")? {
-            config.default_rule.min_new_images = (n > 0.0).then_some(n as u64);
+        if let Some(n) = vars.parse("CVOPS_RETRAIN_MIN_NEW_IMAGES", "a number of images, 0 for never", |_: &u64| true)? {
+            self.default_rule.min_new_images = (n > 0).then_some(n);
         }
-        if let Some(hours) = number("CVOPS_RETRAIN_COOLDOWN_HOURS")? {
-            config.default_rule.cooldown_hours = hours;
+        let hours = "a number of hours, such as 24";
+        if let Some(hours) = vars.parse("CVOPS_RETRAIN_COOLDOWN_HOURS", hours, |h: &f64| h.is_finite() && *h >= 0.0)? {
+            self.default_rule.cooldown_hours = hours;
         }
-        Ok(config)
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_and_the_rule_come_from_the_environment() {
+        let vars = Vars::from_pairs(&[
+            ("CVOPS_STORE_BUCKET", "store"),
+            ("CVOPS_TRAINING_QUEUE_URL", "training"),
+            ("CVOPS_MONITOR_WINDOW_HOURS", "3"),
+            ("CVOPS_RETRAIN_MIN_NEW_IMAGES", "0"),
+            ("CVOPS_RETRAIN_ON_DRIFT", "false"),
+        ]);
+        let config = MonitorConfig::from_vars(&vars).unwrap();
+        assert_eq!((config.window_hours, config.default_rule.min_new_images, config.default_rule.on_drift), (3, None, false));
+        let refused = MonitorConfig::new("s", "q").with_settings(&Vars::from_pairs(&[("CVOPS_MONITOR_WINDOW_HOURS", "0")]));
+        assert_eq!(refused.unwrap_err().variable, "CVOPS_MONITOR_WINDOW_HOURS");
+        let missing = MonitorConfig::from_vars(&Vars::from_pairs(&[("CVOPS_STORE_BUCKET", "store")])).unwrap_err();
+        assert_eq!(missing.variable, "CVOPS_TRAINING_QUEUE_URL");
     }
 }

@@ -11,7 +11,7 @@ use cvops_core::clock::Clock;
 use cvops_core::drift::{assess, Status};
 use cvops_core::key::Split;
 use cvops_core::monitoring::{self, hour_of};
-use cvops_core::ports::{ObjectStore, Queue, Table};
+use cvops_core::ports::{ObjectStore, Ports, Queue, Table};
 use cvops_core::registry;
 use cvops_core::snapshot::{descriptor_key, Snapshot};
 
@@ -32,13 +32,8 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    pub fn new(
-        table: Arc<dyn Table>,
-        objects: Arc<dyn ObjectStore>,
-        queue: Arc<dyn Queue>,
-        clock: Arc<dyn Clock>,
-        config: MonitorConfig,
-    ) -> Self {
+    pub fn new(ports: &Ports, config: MonitorConfig) -> Self {
+        let Ports { objects, table, queue, clock, .. } = ports.clone();
         Self { table, objects, queue, clock, config }
     }
 

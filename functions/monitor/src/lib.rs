@@ -29,3 +29,14 @@ pub enum MonitorError {
     #[error("snapshot {key} is unreadable: {why}")]
     Snapshot { key: String, why: String },
 }
+
+impl cvops_core::failure::Retryable for MonitorError {
+    fn is_retryable(&self) -> bool {
+        match self {
+            MonitorError::Table(e) => e.is_retryable(),
+            MonitorError::Objects(e) => e.is_retryable(),
+            MonitorError::Queue(_) => true,
+            MonitorError::Snapshot { .. } => false,
+        }
+    }
+}

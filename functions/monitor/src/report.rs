@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::retrain::RetrainDecision;
 
-pub const LATEST_PK: &str = "MONITOR";
+pub use cvops_core::schema::LATEST_REPORTS_PK as LATEST_PK;
+use cvops_core::schema::{latest_report_sk, model_pk, report_sk, LATEST_REPORT_SK_PREFIX};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VersionReport {
@@ -37,22 +38,22 @@ pub struct ModelReport {
 
 pub async fn store(table: &dyn Table, report: &ModelReport, now_secs: i64) -> Result<(), TableError> {
     for version in &report.versions {
-        let sk = format!("MONREPORT#{}#v{:06}", report.generated_at, version.model_version);
-        let item = Item::from_record(format!("MODEL#{}", report.model), sk, version)?.expiring_at(now_secs + RETENTION_SECONDS);
+        let sk = report_sk(&report.generated_at, version.model_version);
+        let item = Item::from_record(model_pk(&report.model), sk, version)?.expiring_at(now_secs + RETENTION_SECONDS);
         table.put(item).await?;
     }
-    table.put(Item::from_record(LATEST_PK, format!("LATEST#{}", report.model), report)?).await?;
+    table.put(Item::from_record(LATEST_PK, latest_report_sk(&report.model), report)?).await?;
     Ok(())
 }
 
 /// The latest run of every model (or of `model`), by model name.
 pub async fn latest(table: &dyn Table, model: Option<&str>) -> Result<Vec<ModelReport>, TableError> {
-    let prefix = model.map_or_else(|| "LATEST#".to_owned(), |m| format!("LATEST#{m}"));
+    let prefix = model.map_or_else(|| LATEST_REPORT_SK_PREFIX.to_owned(), latest_report_sk);
     table
         .query_all(LATEST_PK, &prefix)
         .await?
         .iter()
-        .filter(|item| model.is_none_or(|m| item.sk == format!("LATEST#{m}")))
+        .filter(|item| model.is_none_or(|m| item.sk == latest_report_sk(m)))
         .map(|item| item.to_record())
         .collect()
 }

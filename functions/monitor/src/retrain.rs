@@ -9,14 +9,14 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 use cvops_core::clock::Clock;
-use cvops_core::ports::{Item, Queue, Table, TableError};
+use cvops_core::ports::{Item, Queue, Table, TableError, TableExt};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::MonitorError;
 
-pub const RULE_SK: &str = "RETRAIN#RULE";
-pub const LAST_SK: &str = "RETRAIN#LAST";
+use cvops_core::schema::model_pk;
+pub use cvops_core::schema::{RETRAIN_LAST_SK as LAST_SK, RETRAIN_RULE_SK as RULE_SK};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RetrainRule {
@@ -33,10 +33,6 @@ impl Default for RetrainRule {
     fn default() -> Self {
         Self { on_drift: true, min_new_images: Some(1000), cooldown_hours: 24.0 }
     }
-}
-
-fn model_pk(model: &str) -> String {
-    format!("MODEL#{model}")
 }
 
 /// The model's own rule, or `default`.
@@ -127,11 +123,7 @@ pub async fn decide(
         .with("request_id", request_id.clone())
         .with("trigger", trigger)
         .with("detail", detail.clone());
-    let claimed = match &last {
-        Some(last) => table.put_if_version(claim, last.version).await,
-        None => table.put_if_absent(claim).await,
-    };
-    match claimed {
+    match table.put_if_unchanged(claim, last.map(|last| last.version)).await {
         Ok(_) => {}
         // Another monitor claimed it between our read and our write: it sends the request.
         Err(TableError::Conflict { .. }) => {

@@ -1,4 +1,7 @@
-//! What register-model is configured with, read once at start-up.
+//! What register-model is configured with, read once at start-up (see `cvops_core::config`).
+
+pub use cvops_core::config::ConfigError;
+use cvops_core::config::Vars;
 
 /// The accuracy a model needs, at the least, to be promoted when no floor is configured.
 pub const DEFAULT_PROMOTION_FLOOR: f64 = 0.9;
@@ -14,36 +17,40 @@ pub struct RegisterConfig {
     pub promotion_floor: f64,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum ConfigError {
-    #[error("{0} is not set")]
-    Missing(&'static str),
-    #[error("CVOPS_PROMOTION_FLOOR is {0:?}; give an accuracy between 0 and 1, such as 0.9")]
-    BadFloor(String),
-}
-
 impl RegisterConfig {
+    /// The defaults over these buckets.
+    pub fn new(raw_bucket: impl Into<String>, store_bucket: impl Into<String>, models_bucket: impl Into<String>) -> Self {
+        Self {
+            raw_bucket: raw_bucket.into(),
+            store_bucket: store_bucket.into(),
+            models_bucket: models_bucket.into(),
+            promotion_floor: DEFAULT_PROMOTION_FLOOR,
+        }
+    }
+
     /// The gate of a model that has none of its own (`cvops gate` sets one).
     pub fn default_gate(&self) -> cvops_core::registry::GatePolicy {
         cvops_core::registry::GatePolicy::with_floor(self.promotion_floor)
     }
 
+    /// The Lambda's configuration: `CVOPS_RAW_BUCKET`, `CVOPS_STORE_BUCKET`,
+    /// `CVOPS_MODELS_BUCKET` and [`Self::with_settings`].
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_vars(&Vars::env())
     }
 
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let required = |name: &'static str| lookup(name).filter(|v| !v.is_empty()).ok_or(ConfigError::Missing(name));
-        let promotion_floor = match lookup("CVOPS_PROMOTION_FLOOR") {
-            Some(text) => text.parse::<f64>().ok().filter(|f| (0.0..=1.0).contains(f)).ok_or(ConfigError::BadFloor(text))?,
-            None => DEFAULT_PROMOTION_FLOOR,
-        };
-        Ok(Self {
-            raw_bucket: required("CVOPS_RAW_BUCKET")?,
-            store_bucket: required("CVOPS_STORE_BUCKET")?,
-            models_bucket: required("CVOPS_MODELS_BUCKET")?,
-            promotion_floor,
-        })
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        Self::new(vars.required("CVOPS_RAW_BUCKET")?, vars.required("CVOPS_STORE_BUCKET")?, vars.required("CVOPS_MODELS_BUCKET")?)
+            .with_settings(vars)
+    }
+
+    /// The optional `CVOPS_PROMOTION_FLOOR` over these values.
+    pub fn with_settings(mut self, vars: &Vars) -> Result<Self, ConfigError> {
+        let accuracy = "an accuracy between 0 and 1, such as 0.9";
+        if let Some(floor) = vars.parse("CVOPS_PROMOTION_FLOOR", accuracy, |f: &f64| (0.0..=1.0).contains(f))? {
+            self.promotion_floor = floor;
+        }
+        Ok(self)
     }
 }
 
@@ -53,13 +60,16 @@ mod tests {
 
     #[test]
     fn the_floor_must_be_an_accuracy() {
-        let lookup = |floor: &'static str| {
-            move |name: &str| match name {
-                "CVOPS_PROMOTION_FLOOR" => Some(floor.to_owned()),
-                _ => Some("bucket".to_owned()),
-            }
+        let vars = |floor: &str| {
+            Vars::from_pairs(&[
+                ("CVOPS_PROMOTION_FLOOR", floor),
+                ("CVOPS_RAW_BUCKET", "bucket"),
+                ("CVOPS_STORE_BUCKET", "bucket"),
+                ("CVOPS_MODELS_BUCKET", "bucket"),
+            ])
         };
-        assert_eq!(RegisterConfig::from_lookup(lookup("0.95")).unwrap().promotion_floor, 0.95);
-        assert!(RegisterConfig::from_lookup(lookup("95")).is_err());
+        assert_eq!(RegisterConfig::from_vars(&vars("0.95")).unwrap().promotion_floor, 0.95);
+        let refused = RegisterConfig::from_vars(&vars("95")).unwrap_err();
+        assert_eq!(refused.to_string(), "CVOPS_PROMOTION_FLOOR is \"95\"; give an accuracy between 0 and 1, such as 0.9");
     }
 }

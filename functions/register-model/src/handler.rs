@@ -16,9 +16,10 @@ use std::sync::Arc;
 
 use aws_lambda_events::s3::S3Event;
 use cvops_core::clock::Clock;
+use cvops_core::failure::Retryable;
 use cvops_core::key::decode_event_key;
 use cvops_core::model_card::{parse_card_key, ModelCard, MAX_CARD_BYTES};
-use cvops_core::ports::{ObjectStore, ObjectStoreError, ObjectStoreExt, Table, TableError};
+use cvops_core::ports::{ObjectStore, ObjectStoreError, ObjectStoreExt, Ports, Table, TableError};
 use cvops_core::registry::{
     self, Alias, GateDecision, GatePolicy, Lineage, ModelVersion, ProductionScore, TaskSignature, VersionStatus,
 };
@@ -47,10 +48,10 @@ pub enum RegisterError {
     Evaluate(#[from] EvaluateError),
 }
 
-impl RegisterError {
-    /// Every error that reaches the caller is transient (a rejected model is an outcome, not an
-    /// error), except a table conflict that persisted.
-    pub fn is_retryable(&self) -> bool {
+/// Every error that reaches the caller is transient (a rejected model is an outcome, not an
+/// error), except a table conflict that persisted.
+impl Retryable for RegisterError {
+    fn is_retryable(&self) -> bool {
         match self {
             RegisterError::Table(e) => e.is_retryable() || e.is_conflict(),
             RegisterError::Objects(e) => e.is_retryable(),
@@ -109,8 +110,8 @@ pub struct Register {
 }
 
 impl Register {
-    pub fn new(table: Arc<dyn Table>, objects: Arc<dyn ObjectStore>, clock: Arc<dyn Clock>, config: RegisterConfig) -> Self {
-        Self { table, objects, clock, config }
+    pub fn new(ports: &Ports, config: RegisterConfig) -> Self {
+        Self { table: ports.table.clone(), objects: ports.objects.clone(), clock: ports.clock.clone(), config }
     }
 
     pub async fn handle(&self, event: &S3Event) -> Result<Vec<Outcome>, RegisterError> {

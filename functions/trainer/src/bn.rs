@@ -167,7 +167,9 @@ mod tests {
         let bias = Var::from_tensor(&Tensor::new(&[0.1f32, -0.2, 0.3], &device).unwrap()).unwrap();
         // A loss that weighs outputs unevenly, so every gradient term matters.
         let probe = Tensor::randn(0f32, 1.0, (5, 3, 4, 6), &device).unwrap();
-        let run = |f: fn(&Tensor, &Tensor, &Tensor, f64) -> Result<(Tensor, Tensor, Tensor)>| {
+        // A batch norm's training forward: (x, weight, bias, eps) -> (y, mean, var).
+        type Forward = fn(&Tensor, &Tensor, &Tensor, f64) -> Result<(Tensor, Tensor, Tensor)>;
+        let run = |f: Forward| {
             let (y, mean, var) = f(x.as_tensor(), weight.as_tensor(), bias.as_tensor(), 1e-5).unwrap();
             let grads = (&y * &probe).unwrap().sum_all().unwrap().backward().unwrap();
             let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();

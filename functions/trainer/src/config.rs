@@ -3,6 +3,9 @@
 
 use std::collections::BTreeMap;
 
+pub use cvops_core::config::ConfigError;
+use cvops_core::config::{self, Vars};
+
 /// Everything the job needs to know, from `CVOPS_*` and `AWS_BATCH_JOB_ARRAY_INDEX`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainerConfig {
@@ -23,53 +26,44 @@ pub struct TrainerConfig {
     pub hyperparameter_values: BTreeMap<String, f64>,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum ConfigError {
-    #[error("{0} is not set; the job is started by dispatch-training, which sets it")]
-    Missing(&'static str),
-    #[error("{name} is invalid: {reason}")]
-    Invalid { name: &'static str, reason: String },
-}
-
 impl TrainerConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_vars(&Vars::env())
     }
 
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let required = |name: &'static str| lookup(name).filter(|v| !v.is_empty()).ok_or(ConfigError::Missing(name));
-        let point = match lookup("AWS_BATCH_JOB_ARRAY_INDEX") {
-            Some(index) => index
-                .parse::<u32>()
-                .map_err(|e| ConfigError::Invalid { name: "AWS_BATCH_JOB_ARRAY_INDEX", reason: e.to_string() })?,
-            None => 0,
-        };
-        let points: Vec<BTreeMap<String, f64>> = match lookup("CVOPS_HYPERPARAMETER_POINTS") {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let point =
+            vars.parse("AWS_BATCH_JOB_ARRAY_INDEX", "the array child's index, a whole number", |_: &u32| true)?.unwrap_or(0);
+        let points_form = "a JSON list of points, such as [{\"epochs\": 5}]";
+        let points: Vec<BTreeMap<String, f64>> = match vars.text("CVOPS_HYPERPARAMETER_POINTS") {
             Some(json) => serde_json::from_str(&json)
-                .map_err(|e| ConfigError::Invalid { name: "CVOPS_HYPERPARAMETER_POINTS", reason: e.to_string() })?,
+                .map_err(|e| config::error("CVOPS_HYPERPARAMETER_POINTS", Some(json.clone()), &format!("{points_form} ({e})")))?,
             None => Vec::new(),
         };
         let values = match points.get(point as usize) {
             Some(values) => values.clone(),
             None if points.is_empty() => BTreeMap::new(),
             None => {
-                return Err(ConfigError::Invalid {
-                    name: "AWS_BATCH_JOB_ARRAY_INDEX",
-                    reason: format!("index {point} but only {} hyperparameter points", points.len()),
-                })
+                let expected = format!("an index under {}, the number of hyperparameter points", points.len());
+                return Err(config::error("AWS_BATCH_JOB_ARRAY_INDEX", Some(point.to_string()), &expected));
             }
         };
-        let hyperparameters = Hyperparameters::from_values(&values)
-            .map_err(|reason| ConfigError::Invalid { name: "CVOPS_HYPERPARAMETER_POINTS", reason })?;
+        let hyperparameters = Hyperparameters::from_values(&values).map_err(|reason| {
+            config::error(
+                "CVOPS_HYPERPARAMETER_POINTS",
+                vars.text("CVOPS_HYPERPARAMETER_POINTS"),
+                &format!("known hyperparameters ({reason})"),
+            )
+        })?;
         Ok(Self {
-            run_id: required("CVOPS_RUN_ID")?,
-            model: required("CVOPS_MODEL")?,
-            dataset: required("CVOPS_DATASET")?,
-            snapshot: required("CVOPS_SNAPSHOT")?,
-            snapshot_descriptor: required("CVOPS_SNAPSHOT_DESCRIPTOR")?,
-            store_bucket: required("CVOPS_STORE_BUCKET")?,
-            raw_bucket: required("CVOPS_RAW_BUCKET")?,
-            models_bucket: required("CVOPS_MODELS_BUCKET")?,
+            run_id: vars.required("CVOPS_RUN_ID")?,
+            model: vars.required("CVOPS_MODEL")?,
+            dataset: vars.required("CVOPS_DATASET")?,
+            snapshot: vars.required("CVOPS_SNAPSHOT")?,
+            snapshot_descriptor: vars.required("CVOPS_SNAPSHOT_DESCRIPTOR")?,
+            store_bucket: vars.required("CVOPS_STORE_BUCKET")?,
+            raw_bucket: vars.required("CVOPS_RAW_BUCKET")?,
+            models_bucket: vars.required("CVOPS_MODELS_BUCKET")?,
             point,
             hyperparameters,
             hyperparameter_values: values,
@@ -144,9 +138,8 @@ impl Hyperparameters {
 mod tests {
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        move |name| map.get(name).cloned()
+    fn env(pairs: &[(&str, &str)]) -> Vars {
+        Vars::from_pairs(pairs)
     }
 
     const BASE: [(&str, &str); 8] = [
@@ -165,14 +158,14 @@ mod tests {
         let mut pairs = BASE.to_vec();
         pairs.push(("CVOPS_HYPERPARAMETER_POINTS", r#"[{"epochs":2},{"epochs":5,"width":8}]"#));
         pairs.push(("AWS_BATCH_JOB_ARRAY_INDEX", "1"));
-        let config = TrainerConfig::from_lookup(env(&pairs)).unwrap();
+        let config = TrainerConfig::from_vars(&env(&pairs)).unwrap();
         assert_eq!((config.point, config.hyperparameters.epochs, config.hyperparameters.width), (1, 5, 8));
     }
 
     #[test]
     fn a_missing_variable_is_named() {
         let pairs: Vec<_> = BASE.iter().filter(|(k, _)| *k != "CVOPS_RAW_BUCKET").copied().collect();
-        assert_eq!(TrainerConfig::from_lookup(env(&pairs)), Err(ConfigError::Missing("CVOPS_RAW_BUCKET")));
+        assert_eq!(TrainerConfig::from_vars(&env(&pairs)).unwrap_err().variable, "CVOPS_RAW_BUCKET");
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub struct Conv3x3 {
 }
 
 impl Conv3x3 {
-    pub fn new(inputs: usize, outputs: usize, input_gradient: bool, vb: VarBuilder) -> Result<Self> {
+    pub fn new(inputs: usize, outputs: usize, input_gradient: bool, vb: VarBuilder<'_>) -> Result<Self> {
         let weight = vb.get_with_hints((outputs, inputs, 3, 3), "weight", candle_nn::init::DEFAULT_KAIMING_NORMAL)?;
         Ok(Self { weight, input_gradient })
     }

@@ -23,7 +23,7 @@ pub struct BatchNorm2d {
 }
 
 impl BatchNorm2d {
-    pub fn new(channels: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+    pub fn new(channels: usize, eps: f64, vb: VarBuilder<'_>) -> Result<Self> {
         use candle_nn::Init::Const;
         // The running statistics are variables of the var map (so they are saved, restored and
         // exported with the rest) but never given to the optimiser (see [`trainable`]).

@@ -55,6 +55,11 @@ fn job_name(name: &str) -> String {
 #[async_trait]
 impl JobRunner for BatchJobRunner {
     async fn submit(&self, spec: &JobSpec) -> Result<String, JobsError> {
+        if self.job_queue.is_empty() || self.job_definition.is_empty() {
+            return Err(JobsError::Invalid(
+                "this function has no job queue: CVOPS_JOB_QUEUE and CVOPS_JOB_DEFINITION are not set".into(),
+            ));
+        }
         if spec.array_size == 0 || spec.array_size > 10_000 {
             return Err(JobsError::Invalid(format!("array size {} is outside 1..=10000", spec.array_size)));
         }

@@ -1,12 +1,5 @@
-//! Reading the names of deployed resources from the environment, once, at cold start.
-
-#[derive(Debug, thiserror::Error)]
-#[error("environment variable {0} is not set; the function's template must set it")]
-pub struct MissingVariable(pub &'static str);
-
-pub fn required(name: &'static str) -> Result<String, MissingVariable> {
-    std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or(MissingVariable(name))
-}
+//! The functions' logging, set up once at cold start. (Configuration is read with
+//! `cvops_core::config`.)
 
 /// Logs as JSON when Lambda's advanced logging asks for it (`AWS_LAMBDA_LOG_FORMAT=JSON`), as
 /// text otherwise; the level from `AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG`, default info.

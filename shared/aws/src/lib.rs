@@ -12,6 +12,9 @@
 //! - [`iam`]: what IAM must grant for each call the adapters make, and which calls each function
 //!   makes (the template test checks `infra/template.yaml` against it).
 //!
+//! - [`ports::from_env`]: all of them bundled as `cvops_core::ports::Ports`, for `X::new(&ports,
+//!   config)`; [`lambda::Failure`]: a handler's error as Lambda reports it.
+//!
 //! Only `main.rs` of a function (and the AWS tests) construct these; handlers see the ports.
 
 mod batch;
@@ -20,6 +23,8 @@ mod dynamodb;
 pub mod env;
 mod errors;
 pub mod iam;
+pub mod lambda;
+pub mod ports;
 mod s3;
 mod sqs;
 

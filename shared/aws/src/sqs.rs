@@ -26,7 +26,7 @@ impl SqsQueue {
 
 fn backend<E, R>(operation: &str, error: SdkError<E, R>) -> QueueError
 where
-    E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
     if let SdkError::ServiceError(e) = &error {

@@ -1,16 +1,9 @@
 //! The image catalog: one record per raw-bucket key, and the index items that make deduplication
 //! work without scanning a dataset.
 //!
-//! Items in the single table (pk, sk):
-//!
-//! | item | pk | sk | attributes |
-//! |---|---|---|---|
-//! | image record | `DS#<dataset>` | `IMG#<key>` | [`ImageRecord`] |
-//! | first copy of some bytes | `DS#<dataset>` | `SHA#<sha256>` | `key` |
-//! | a later copy of them | `DS#<dataset>` | `DUP#<sha256>#<key>` | `key` |
-//! | near-duplicate band | `PH#<dataset>#<band>#<bits>` | `<key>` | `phash` |
-//! | dataset registry | `DATASETS` | `<dataset>` | `created_at` |
-//! | accepted arrivals | `ARRIVALS#<dataset>#<shard>` | `ACCEPTED` | `count` |
+//! Its items and keys are in [`crate::schema`] (re-exported here): the image record
+//! ([`ImageRecord`]), the first and later copies of some bytes (`key`), near-duplicate bands
+//! (`phash`), the dataset names (`created_at`) and the sharded accepted-arrivals counter (`count`).
 //!
 //! Near duplicates: the 64-bit pHash is cut into [`BANDS`] bands. Two hashes within Hamming
 //! distance 4 differ in at most 4 bits, so at least one of the 5 bands is identical
@@ -20,19 +13,18 @@
 use serde::{Deserialize, Serialize};
 
 use crate::key::Split;
-use crate::ports::{Table, TableError};
+use crate::ports::{Table, TableError, TableExt};
 use crate::reason::ReasonCode;
+pub use crate::schema::{
+    arrivals_pk, arrivals_shard_pk, band_pk, dataset_pk, duplicate_sk, duplicates_prefix, image_sk, quarantine_key,
+    quarantine_sidecar_key, sha_sk, ARRIVALS_SK, ARRIVAL_SHARDS, DATASETS_PK, IMAGE_SK_PREFIX,
+};
 use crate::sequencer::Sequencer;
 use crate::validate::Format;
 
 /// Where rejected keys that name no dataset are filed.
 pub const NO_DATASET: &str = "_no_dataset";
-pub const DATASETS_PK: &str = "DATASETS";
 pub const BANDS: usize = 5;
-/// Items the accepted-arrivals counter of a dataset is spread over, so a bulk upload does not
-/// make one item hot.
-pub const ARRIVAL_SHARDS: u32 = 8;
-pub const ARRIVALS_SK: &str = "ACCEPTED";
 pub const ARRIVALS_FIELD: &str = "count";
 pub const MAX_NEAR_DUPLICATE_THRESHOLD: u32 = (BANDS - 1) as u32;
 
@@ -133,30 +125,6 @@ impl ImageRecord {
     }
 }
 
-pub fn dataset_pk(dataset: &str) -> String {
-    format!("DS#{dataset}")
-}
-
-pub fn image_sk(key: &str) -> String {
-    format!("IMG#{key}")
-}
-
-pub const IMAGE_SK_PREFIX: &str = "IMG#";
-
-pub fn sha_sk(sha256: &str) -> String {
-    format!("SHA#{sha256}")
-}
-
-/// A duplicate's entry under its bytes' hash: when the first copy goes, one of these takes its
-/// place as the sample, so deleting an image never drops bytes that are still uploaded.
-pub fn duplicate_sk(sha256: &str, key: &str) -> String {
-    format!("{}{key}", duplicates_prefix(sha256))
-}
-
-pub fn duplicates_prefix(sha256: &str) -> String {
-    format!("DUP#{sha256}#")
-}
-
 /// The band values of a pHash: 13, 13, 13, 13 and 12 bits.
 pub fn bands(phash: u64) -> [u64; BANDS] {
     const WIDTHS: [u32; BANDS] = [13, 13, 13, 13, 12];
@@ -169,14 +137,15 @@ pub fn bands(phash: u64) -> [u64; BANDS] {
     out
 }
 
-pub fn band_pk(dataset: &str, band: usize, value: u64) -> String {
-    format!("PH#{dataset}#{band}#{value:04x}")
+/// Every image record of `dataset`, in key order. Reads the dataset's partition: for commands and
+/// reports, never for hot paths.
+pub async fn images(table: &dyn Table, dataset: &str) -> Result<Vec<ImageRecord>, TableError> {
+    table.query_all(&dataset_pk(dataset), IMAGE_SK_PREFIX).await?.iter().map(|item| item.to_record()).collect()
 }
 
-/// The arrivals shard of an image, from its content hash.
-pub fn arrivals_pk(dataset: &str, sha256: &str) -> String {
-    let shard = u32::from_str_radix(sha256.get(..2).unwrap_or("0"), 16).unwrap_or(0) % ARRIVAL_SHARDS;
-    format!("ARRIVALS#{dataset}#{shard}")
+/// The names of the datasets, in order.
+pub async fn dataset_names(table: &dyn Table) -> Result<Vec<String>, TableError> {
+    Ok(table.query_all(DATASETS_PK, "").await?.into_iter().map(|item| item.sk).collect())
 }
 
 /// How many images ingest has accepted into `dataset` so far (arrivals: removals do not lower it).
@@ -184,21 +153,11 @@ pub fn arrivals_pk(dataset: &str, sha256: &str) -> String {
 pub async fn accepted_arrivals(table: &dyn Table, dataset: &str) -> Result<u64, TableError> {
     let mut total = 0;
     for shard in 0..ARRIVAL_SHARDS {
-        if let Some(item) = table.get(&format!("ARRIVALS#{dataset}#{shard}"), ARRIVALS_SK).await? {
+        if let Some(item) = table.get(&arrivals_shard_pk(dataset, shard), ARRIVALS_SK).await? {
             total += item.i64_attr(ARRIVALS_FIELD).unwrap_or(0).max(0) as u64;
         }
     }
     Ok(total)
-}
-
-/// The quarantine location (store bucket) of a rejected upload: unique per event, so a later
-/// bad upload to the same key never overwrites an earlier one.
-pub fn quarantine_key(raw_key: &str, sequencer: &Sequencer) -> String {
-    format!("quarantine/{raw_key}/{}", sequencer.as_str())
-}
-
-pub fn quarantine_sidecar_key(quarantine_key: &str) -> String {
-    format!("{quarantine_key}.reason.json")
 }
 
 /// The sidecar written next to a quarantined object.

@@ -213,8 +213,30 @@ mod tests {
     }
 }
 
+/// What S3 leaves unencoded in event keys; a space becomes `+`.
+const EVENT_KEY_ENCODE: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'/').remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b' ');
+
+/// Encodes an object key as S3 writes it into event notifications: what the local router sends.
+pub fn encode_event_key(key: &str) -> String {
+    percent_encoding::utf8_percent_encode(key, EVENT_KEY_ENCODE).to_string().replace(' ', "+")
+}
+
 /// Decodes an object key as S3 writes it into event notifications (form encoding: `+` is a
 /// space, `%xx` are UTF-8 bytes); `None` when the bytes are not UTF-8.
 pub fn decode_event_key(encoded: &str) -> Option<String> {
     percent_encoding::percent_decode_str(&encoded.replace('+', " ")).decode_utf8().ok().map(|key| key.into_owned())
+}
+
+#[cfg(test)]
+mod event_key_tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_encoded_as_s3_encodes_them_and_decode_back() {
+        let encoded = encode_event_key("datasets/d/train/7/my digit été #1.png");
+        assert_eq!(encoded, "datasets/d/train/7/my+digit+%C3%A9t%C3%A9+%231.png");
+        assert_eq!(decode_event_key(&encode_event_key("a b+c/ü")).as_deref(), Some("a b+c/ü"));
+        assert_eq!(decode_event_key("bad%FF"), None);
+    }
 }

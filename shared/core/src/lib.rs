@@ -19,7 +19,10 @@
 
 pub mod catalog;
 pub mod clock;
+pub mod config;
 pub mod drift;
+pub mod failure;
+pub mod health;
 pub mod key;
 pub mod metrics;
 pub mod model_card;
@@ -29,6 +32,7 @@ pub mod preprocess;
 pub mod reason;
 pub mod registry;
 pub mod runs;
+pub mod schema;
 pub mod sequencer;
 pub mod snapshot;
 pub mod stats;

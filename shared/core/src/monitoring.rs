@@ -18,12 +18,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::ports::{Item, Table, TableError, TableExt};
+pub use crate::schema::{aggregate_pk, monitoring_index_pk as index_pk, monitoring_index_sk as index_sk, AGGREGATE_SK};
 use crate::snapshot::{Baseline, Histogram, Scale};
 use crate::stats::ImageStats;
 
 /// Items each model-version-hour's counters are spread over.
 pub const SHARDS: u32 = 8;
-pub const AGGREGATE_SK: &str = "AGG";
 /// Below this top-class score a prediction is "low confidence": counted, and sampled for review.
 pub const LOW_CONFIDENCE: f64 = 0.5;
 /// Aggregates are kept for 90 days (the table's TTL removes them).
@@ -205,18 +205,6 @@ impl Aggregate {
 /// `YYYY-MM-DDTHH` of an RFC 3339 time (UTC, as the clock port gives it).
 pub fn hour_of(rfc3339: &str) -> String {
     rfc3339.chars().take(13).collect()
-}
-
-pub fn aggregate_pk(model: &str, version: u32, hour: &str, shard: u32) -> String {
-    format!("MON#{model}#v{version}#{hour}#{shard}")
-}
-
-pub fn index_pk(model: &str) -> String {
-    format!("MONIDX#{model}")
-}
-
-pub fn index_sk(hour: &str, version: u32) -> String {
-    format!("{hour}#v{version:06}")
 }
 
 /// Writes one accumulated aggregate: the counters to a random shard, and the index entry.

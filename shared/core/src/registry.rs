@@ -15,38 +15,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::metrics::Evaluation;
 use crate::model_card::Artifact;
-use crate::ports::{Item, ObjectStore, ObjectStoreError, Table, TableError, TableExt};
+use crate::ports::{Item, ObjectStore, ObjectStoreError, Table, TableError, TableExt, Update};
 use crate::preprocess::InputSpec;
+use crate::schema::{alias_sk, card_sk, LATEST_VERSION_SK, VERSION_SK_PREFIX};
+pub use crate::schema::{evaluation_key, model_pk, version_sk, GATE_SK, MODELS_PK};
 
-pub const MODELS_PK: &str = "MODELS";
 /// An evaluation larger than this goes to the store bucket, not into the version item: a
 /// DynamoDB item holds 400 KB, and a confusion matrix of 400 labels alone is 160,000 counts.
 pub const MAX_INLINE_EVALUATION_BYTES: usize = 64 * 1024;
 pub const PRODUCTION: &str = "production";
-const VERSION_PREFIX: &str = "VER#";
-/// Conditional writes retried this many times before a conflict is reported.
-const ATTEMPTS: usize = 8;
-
-pub fn model_pk(model: &str) -> String {
-    format!("MODEL#{model}")
-}
-
-/// Where a version's whole evaluation goes in the store bucket when it is too large to inline.
-pub fn evaluation_key(model: &str, version: u32) -> String {
-    format!("registry/{model}/{}/evaluation.json", version_sk(version).replace('#', "-"))
-}
-
-pub fn version_sk(version: u32) -> String {
-    format!("{VERSION_PREFIX}{version:06}")
-}
-
-fn card_sk(run_id: &str, point: u32) -> String {
-    format!("CARD#{run_id}/{point}")
-}
-
-fn alias_sk(alias: &str) -> String {
-    format!("ALIAS#{alias}")
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -81,7 +58,6 @@ pub struct GatePolicy {
 
 /// 20 test images: below that one image moves accuracy by more than 5 points.
 pub const DEFAULT_MIN_TEST_IMAGES: u64 = 20;
-const GATE_SK: &str = "GATE";
 
 impl GatePolicy {
     pub fn with_floor(floor: f64) -> Self {
@@ -322,25 +298,12 @@ pub async fn claim_version(table: &dyn Table, model: &str, run_id: &str, point: 
         return Ok(version);
     }
     let pk = model_pk(model);
-    let mut claimed = None;
-    for _ in 0..ATTEMPTS {
-        let latest = table.get(&pk, "LATEST").await?;
-        let next = latest.as_ref().and_then(|item| item.i64_attr("latest")).unwrap_or(0) as u32 + 1;
-        let item = Item::new(pk.clone(), "LATEST").with("latest", i64::from(next));
-        let written = match &latest {
-            Some(latest) => table.put_if_version(item, latest.version).await,
-            None => table.put_if_absent(item).await,
-        };
-        match written {
-            Ok(_) => {
-                claimed = Some(next);
-                break;
-            }
-            Err(TableError::Conflict { .. }) => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    let version = claimed.ok_or_else(|| TableError::Conflict { pk: pk.clone(), sk: "LATEST".into() })?;
+    let version = table
+        .update(&pk, LATEST_VERSION_SK, |latest| {
+            let next = latest.and_then(|item| item.i64_attr("latest")).unwrap_or(0) as u32 + 1;
+            Ok::<_, TableError>(Update::Write(Item::new(pk.clone(), LATEST_VERSION_SK).with("latest", i64::from(next)), next))
+        })
+        .await?;
     let marker = Item::new(pk.clone(), card_sk(run_id, point)).with("registered_version", i64::from(version));
     match table.put_if_absent(marker).await {
         Ok(_) => Ok(version),
@@ -400,7 +363,7 @@ pub async fn get_version(table: &dyn Table, model: &str, version: u32) -> Result
 }
 
 pub async fn versions(table: &dyn Table, model: &str) -> Result<Vec<ModelVersion>, TableError> {
-    table.query_all(&model_pk(model), VERSION_PREFIX).await?.iter().map(Item::to_record).collect()
+    table.query_all(&model_pk(model), VERSION_SK_PREFIX).await?.iter().map(Item::to_record).collect()
 }
 
 /// The production alias and its item version (for a conditional update).
@@ -414,12 +377,29 @@ pub async fn production(table: &dyn Table, model: &str) -> Result<Option<(Alias,
 /// Moves `production` from the state read as `expected` (`None`: no alias yet) to `alias`.
 /// Fails with a conflict if anyone changed it in between: the caller re-reads and decides again.
 pub async fn swap_production(table: &dyn Table, model: &str, expected: Option<u64>, alias: &Alias) -> Result<(), TableError> {
-    let item = Item::from_record(model_pk(model), alias_sk(PRODUCTION), alias)?;
-    match expected {
-        Some(version) => table.put_if_version(item, version).await?,
-        None => table.put_if_absent(item).await?,
-    };
+    table.put_if_unchanged(Item::from_record(model_pk(model), alias_sk(PRODUCTION), alias)?, expected).await?;
     Ok(())
+}
+
+/// Moves `production` where `next` decides from the alias it reads (`None`: no alias yet;
+/// deciding `None` leaves it as it is), with [`TableExt::update`]: a concurrent move makes it
+/// read and decide again.
+async fn move_production(
+    table: &dyn Table,
+    model: &str,
+    mut next: impl FnMut(Option<&Alias>) -> Result<Option<Alias>, RegistryError> + Send,
+) -> Result<Alias, RegistryError> {
+    let (pk, sk) = (model_pk(model), alias_sk(PRODUCTION));
+    table
+        .update(&pk, &sk, |read| {
+            let current: Option<Alias> = read.map(Item::to_record).transpose()?;
+            match (next(current.as_ref())?, current) {
+                (Some(alias), _) => Ok(Update::Write(Item::from_record(&pk, &sk, &alias)?, alias)),
+                (None, Some(current)) => Ok(Update::Keep(current)),
+                (None, None) => Err(RegistryError::NoProduction(model.to_owned())),
+            }
+        })
+        .await
 }
 
 /// Points `production` at `version` (which must be registered), keeping the history.
@@ -431,40 +411,28 @@ pub async fn promote(table: &dyn Table, model: &str, version: u32, reason: &str,
         let reason = record.reason_code.unwrap_or_default();
         return Err(RegistryError::Rejected { model: model.to_owned(), version, reason });
     }
-    for _ in 0..ATTEMPTS {
-        let current = production(table, model).await?;
-        let mut previous = current.as_ref().map(|(alias, _)| alias.previous.clone()).unwrap_or_default();
-        match &current {
-            Some((alias, _)) if alias.version == version => return Ok(alias.clone()),
-            Some((alias, _)) => previous.push(alias.version),
+    move_production(table, model, |current| {
+        let mut previous = current.map(|alias| alias.previous.clone()).unwrap_or_default();
+        match current {
+            Some(alias) if alias.version == version => return Ok(None),
+            Some(alias) => previous.push(alias.version),
             None => {}
         }
-        let alias = Alias { version, previous, updated_at: now.to_owned(), reason: reason.to_owned() };
-        match swap_production(table, model, current.map(|(_, v)| v), &alias).await {
-            Ok(()) => return Ok(alias),
-            Err(TableError::Conflict { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(TableError::Conflict { pk: model_pk(model), sk: alias_sk(PRODUCTION) }.into())
+        Ok(Some(Alias { version, previous, updated_at: now.to_owned(), reason: reason.to_owned() }))
+    })
+    .await
 }
 
 /// Points `production` back at the version it named before the current one.
 pub async fn rollback(table: &dyn Table, model: &str, now: &str) -> Result<Alias, RegistryError> {
-    for _ in 0..ATTEMPTS {
-        let (current, item_version) =
-            production(table, model).await?.ok_or_else(|| RegistryError::NoProduction(model.to_owned()))?;
+    move_production(table, model, |current| {
+        let current = current.ok_or_else(|| RegistryError::NoProduction(model.to_owned()))?;
         let mut previous = current.previous.clone();
         let version = previous.pop().ok_or_else(|| RegistryError::NothingToRollBack(model.to_owned()))?;
         let reason = format!("rollback from v{}", current.version);
-        let alias = Alias { version, previous, updated_at: now.to_owned(), reason };
-        match swap_production(table, model, Some(item_version), &alias).await {
-            Ok(()) => return Ok(alias),
-            Err(TableError::Conflict { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(TableError::Conflict { pk: model_pk(model), sk: alias_sk(PRODUCTION) }.into())
+        Ok(Some(Alias { version, previous, updated_at: now.to_owned(), reason }))
+    })
+    .await
 }
 
 #[cfg(test)]
@@ -525,10 +493,5 @@ mod tests {
         let decision =
             gate("digits", 2, &evaluation(100, 0.99), &other_dataset, &policy, Some(&production(1, Some(0.0), digits())));
         assert_eq!(decision.code.as_deref(), Some("different_dataset"));
-    }
-
-    #[test]
-    fn version_keys_sort_in_number_order() {
-        assert!(version_sk(9) < version_sk(10));
     }
 }

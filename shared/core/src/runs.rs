@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::model_card::run_prefix;
-use crate::registry::model_pk;
+pub use crate::schema::{job_pk, run_pk, run_sk, JOB_RUN_SK, RUN_SK_PREFIX};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -72,16 +72,4 @@ impl RunRecord {
     pub fn point_count(&self) -> u32 {
         self.points.len().max(1) as u32
     }
-}
-
-pub fn run_pk(model: &str) -> String {
-    model_pk(model)
-}
-
-pub fn run_sk(run_id: &str) -> String {
-    format!("RUN#{run_id}")
-}
-
-pub fn job_pk(job_id: &str) -> String {
-    format!("JOB#{job_id}")
 }

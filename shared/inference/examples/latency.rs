@@ -34,7 +34,7 @@ fn main() -> TractResult<()> {
     let (shape, input) = read_npy(&dir.join("input.npy"))?;
 
     let started = Instant::now();
-    let model = tract_onnx::onnx()
+    let model = onnx()
         .model_for_path(dir.join("model.onnx"))?
         .with_input_fact(0, f32::fact(&shape).into())?
         .into_optimized()?

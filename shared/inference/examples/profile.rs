@@ -14,11 +14,8 @@ fn main() -> TractResult<()> {
         args.get(1..4).ok_or_else(|| anyhow::anyhow!(usage))?.iter().map(|d| d.parse()).collect::<Result<_, _>>()?;
     let runs: usize = args.get(4).map_or(Ok(2000), |r| r.parse())?;
     let shape = [1, dims[0], dims[1], dims[2]];
-    let model = tract_onnx::onnx()
-        .model_for_path(&args[0])?
-        .with_input_fact(0, f32::fact(shape).into())?
-        .into_optimized()?
-        .into_runnable()?;
+    let model =
+        onnx().model_for_path(&args[0])?.with_input_fact(0, f32::fact(shape).into())?.into_optimized()?.into_runnable()?;
     let input = Tensor::zero::<f32>(&shape)?;
     let mut micros = vec![0f64; model.model().nodes().len()];
     let mut state = SimpleState::new(model.clone())?;

@@ -283,34 +283,38 @@ mod kernel {
     #[target_feature(enable = "avx2,fma")]
     unsafe fn conv<const GROUP: usize>(input: &[f32], block: &ConvLayer, out: &mut [f32]) {
         use std::arch::x86_64::*;
-        let (h, w, cin) = (block.height, block.width, block.inputs);
-        let padded_width = w + 2;
-        for ob in 0..block.outputs / LANES {
-            let weights = block.packed.as_ptr().add(ob * cin * 9 * LANES);
-            let bias = _mm256_loadu_ps(block.bias.as_ptr().add(ob * LANES));
-            for y in 0..h {
-                let mut x0 = 0;
-                while x0 < w {
-                    let at = Pixels {
-                        input: input.as_ptr().add((y * padded_width + x0) * GROUP),
-                        plane: (h + 2) * padded_width * GROUP,
-                        padded_width,
-                        inputs: cin,
-                        weights,
-                        bias,
-                        out: out.as_mut_ptr().add(((ob * h + y) * w + x0) * LANES),
-                    };
-                    // The count as a constant, so the accumulators live in registers.
-                    match w - x0 {
-                        1 => at.run::<GROUP, 1>(),
-                        2 => at.run::<GROUP, 2>(),
-                        3 => at.run::<GROUP, 3>(),
-                        4 => at.run::<GROUP, 4>(),
-                        5 => at.run::<GROUP, 5>(),
-                        6 => at.run::<GROUP, 6>(),
-                        _ => at.run::<GROUP, PIXELS>(),
+        // SAFETY: the caller checked AVX2 and FMA; `block` was packed for this layout, so every
+        // offset below stays inside `input` (padded by one pixel) and `out`.
+        unsafe {
+            let (h, w, cin) = (block.height, block.width, block.inputs);
+            let padded_width = w + 2;
+            for ob in 0..block.outputs / LANES {
+                let weights = block.packed.as_ptr().add(ob * cin * 9 * LANES);
+                let bias = _mm256_loadu_ps(block.bias.as_ptr().add(ob * LANES));
+                for y in 0..h {
+                    let mut x0 = 0;
+                    while x0 < w {
+                        let at = Pixels {
+                            input: input.as_ptr().add((y * padded_width + x0) * GROUP),
+                            plane: (h + 2) * padded_width * GROUP,
+                            padded_width,
+                            inputs: cin,
+                            weights,
+                            bias,
+                            out: out.as_mut_ptr().add(((ob * h + y) * w + x0) * LANES),
+                        };
+                        // The count as a constant, so the accumulators live in registers.
+                        match w - x0 {
+                            1 => at.run::<GROUP, 1>(),
+                            2 => at.run::<GROUP, 2>(),
+                            3 => at.run::<GROUP, 3>(),
+                            4 => at.run::<GROUP, 4>(),
+                            5 => at.run::<GROUP, 5>(),
+                            6 => at.run::<GROUP, 6>(),
+                            _ => at.run::<GROUP, PIXELS>(),
+                        }
+                        x0 += PIXELS;
                     }
-                    x0 += PIXELS;
                 }
             }
         }
@@ -333,22 +337,25 @@ mod kernel {
         #[inline]
         unsafe fn run<const GROUP: usize, const N: usize>(&self) {
             use std::arch::x86_64::*;
-            let mut acc = [self.bias; N];
-            for c in 0..self.inputs {
-                let channel = self.input.add((c / GROUP) * self.plane + c % GROUP);
-                let taps = self.weights.add(c * 9 * LANES);
-                for ky in 0..3 {
-                    let row = channel.add(ky * self.padded_width * GROUP);
-                    for kx in 0..3 {
-                        let tap = _mm256_loadu_ps(taps.add((ky * 3 + kx) * LANES));
-                        for (i, a) in acc.iter_mut().enumerate() {
-                            *a = _mm256_fmadd_ps(_mm256_broadcast_ss(&*row.add((i + kx) * GROUP)), tap, *a);
+            // SAFETY: `conv` built these pointers inside its input and output for N pixels.
+            unsafe {
+                let mut acc = [self.bias; N];
+                for c in 0..self.inputs {
+                    let channel = self.input.add((c / GROUP) * self.plane + c % GROUP);
+                    let taps = self.weights.add(c * 9 * LANES);
+                    for ky in 0..3 {
+                        let row = channel.add(ky * self.padded_width * GROUP);
+                        for kx in 0..3 {
+                            let tap = _mm256_loadu_ps(taps.add((ky * 3 + kx) * LANES));
+                            for (i, a) in acc.iter_mut().enumerate() {
+                                *a = _mm256_fmadd_ps(_mm256_broadcast_ss(&*row.add((i + kx) * GROUP)), tap, *a);
+                            }
                         }
                     }
                 }
-            }
-            for (i, a) in acc.iter().enumerate() {
-                _mm256_storeu_ps(self.out.add(i * LANES), _mm256_max_ps(*a, _mm256_setzero_ps()));
+                for (i, a) in acc.iter().enumerate() {
+                    _mm256_storeu_ps(self.out.add(i * LANES), _mm256_max_ps(*a, _mm256_setzero_ps()));
+                }
             }
         }
     }

@@ -23,6 +23,16 @@ impl ProcessJobRunner {
         std::fs::create_dir_all(&log_dir)?;
         Ok(Self { log_dir, jobs: Mutex::new(HashMap::new()) })
     }
+
+    /// The jobs this runner started, for the job host to follow.
+    pub fn job_ids(&self) -> Vec<String> {
+        self.jobs.lock().expect("jobs poisoned").keys().cloned().collect()
+    }
+
+    /// Where the output of job `id` (not an array job) goes.
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.log_dir.join(format!("{id}.log"))
+    }
 }
 
 fn backend(e: std::io::Error) -> JobsError {
@@ -54,8 +64,8 @@ impl JobRunner for ProcessJobRunner {
         let mut children = Vec::new();
         for index in 0..spec.array_size {
             let array = spec.array_size > 1;
-            let log_name = if array { format!("{id}.{index}.log") } else { format!("{id}.log") };
-            let log = File::create(self.log_dir.join(log_name)).map_err(backend)?;
+            let log_path = if array { self.log_dir.join(format!("{id}.{index}.log")) } else { self.log_path(&id) };
+            let log = File::create(log_path).map_err(backend)?;
             let mut command = Command::new(program);
             command
                 .args(args)

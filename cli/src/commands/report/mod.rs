@@ -14,7 +14,7 @@ use cvops_core::monitoring::{self, hour_of};
 use cvops_core::snapshot::Histogram;
 use cvops_monitor::{report, ModelReport, VersionReport};
 
-use crate::platform::LocalPlatform;
+use cvops_platform::LocalPlatform;
 use svg::escape;
 
 const BASELINE: &str = "#8da0cb";
@@ -34,7 +34,7 @@ pub struct Args {
 }
 
 pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
-    let (platform, _) = LocalPlatform::open(data_dir, LocalPlatform::ingest_config_from_env()?)?;
+    let platform = LocalPlatform::open(data_dir)?;
     let reports = report::latest(platform.table.as_ref(), args.model.as_deref()).await?;
     if reports.is_empty() {
         anyhow::bail!("no monitoring report yet; run `cvops monitor` (or `cvops up`, which runs it on a schedule) first");

@@ -7,6 +7,7 @@
 use std::fmt::Debug;
 
 use async_trait::async_trait;
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -147,20 +148,73 @@ pub trait Table: Send + Sync + Debug {
     async fn delete(&self, pk: &str, sk: &str) -> Result<(), TableError>;
 }
 
+/// Items a query asks for per page.
+pub const PAGE_SIZE: usize = 500;
+/// How often an optimistic update ([`TableExt::update`]) is tried before its conflict is reported.
+pub const CONFLICT_ATTEMPTS: usize = 8;
+
+/// What an [`TableExt::update`] decided, from the item it read.
+#[derive(Debug)]
+pub enum Update<T> {
+    /// Write this item (only if nobody wrote since the read), then answer the value.
+    Write(Item, T),
+    /// Nothing to write: answer the value.
+    Keep(T),
+}
+
 #[async_trait]
 pub trait TableExt: Table {
-    /// Every item of a partition under a prefix, following the pages. Not for hot paths.
-    async fn query_all(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>, TableError> {
-        let mut out = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = self.query(pk, sk_prefix, 500, cursor).await?;
-            out.extend(page.items);
-            match page.next {
-                Some(next) => cursor = Some(next),
-                None => return Ok(out),
+    /// Writes `item` only if it is as it was read: at `read_version`, or still absent when there
+    /// was nothing to read (`None`). A conflict means another writer got there in between.
+    async fn put_if_unchanged(&self, item: Item, read_version: Option<u64>) -> Result<u64, TableError> {
+        match read_version {
+            Some(version) => self.put_if_version(item, version).await,
+            None => self.put_if_absent(item).await,
+        }
+    }
+
+    /// Optimistic concurrency on one item: reads it, lets `decide` choose from what it read,
+    /// writes with [`Self::put_if_unchanged`], and on a conflict starts again from a fresh read,
+    /// at most [`CONFLICT_ATTEMPTS`] times; then the conflict is the error. `decide` may run more
+    /// than once, so it only computes.
+    async fn update<T, E, F>(&self, pk: &str, sk: &str, mut decide: F) -> Result<T, E>
+    where
+        T: Send,
+        E: From<TableError> + Send,
+        F: FnMut(Option<&Item>) -> Result<Update<T>, E> + Send,
+    {
+        for _ in 0..CONFLICT_ATTEMPTS {
+            let read = self.get(pk, sk).await?;
+            match decide(read.as_ref())? {
+                Update::Keep(value) => return Ok(value),
+                Update::Write(item, value) => match self.put_if_unchanged(item, read.map(|item| item.version)).await {
+                    Ok(_) => return Ok(value),
+                    Err(TableError::Conflict { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                },
             }
         }
+        Err(TableError::Conflict { pk: pk.to_owned(), sk: sk.to_owned() }.into())
+    }
+
+    /// The items of a partition under a prefix, a page at a time: memory holds one page.
+    fn query_pages<'a>(&'a self, pk: &'a str, sk_prefix: &'a str) -> BoxStream<'a, Result<Vec<Item>, TableError>>
+    where
+        Self: Sync,
+    {
+        // The state: the cursor to read from, or `None` once the last page was read.
+        futures::stream::try_unfold(Some(None), move |cursor: Option<Option<String>>| async move {
+            let Some(cursor) = cursor else { return Ok(None) };
+            let page = self.query(pk, sk_prefix, PAGE_SIZE, cursor).await?;
+            Ok(Some((page.items, page.next.map(Some))))
+        })
+        .boxed()
+    }
+
+    /// Every item of a partition under a prefix, following the pages. Not for hot paths.
+    async fn query_all(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>, TableError> {
+        let pages: Vec<Vec<Item>> = self.query_pages(pk, sk_prefix).try_collect().await?;
+        Ok(pages.into_iter().flatten().collect())
     }
 }
 

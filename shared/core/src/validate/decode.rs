@@ -161,7 +161,7 @@ mod tests {
     fn a_png_decodes_to_its_pixels() {
         let mut png = Vec::new();
         let image = image::GrayImage::from_fn(20, 17, |x, y| image::Luma([(x * 10 + y) as u8]));
-        image.write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+        image.write_to(&mut Cursor::new(&mut png), ImageFormat::Png).unwrap();
         let decoded = decode_image(&png, &ValidationLimits::default()).unwrap();
         assert_eq!(decoded.into_luma8(), image);
     }
@@ -172,7 +172,7 @@ mod tests {
         assert_eq!(decode_image(b"", &limits).unwrap_err().reason, ReasonCode::Empty);
         assert_eq!(decode_image(b"<html>hello</html>", &limits).unwrap_err().reason, ReasonCode::NotAnImage);
         let mut png = Vec::new();
-        image::GrayImage::new(64, 64).write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+        image::GrayImage::new(64, 64).write_to(&mut Cursor::new(&mut png), ImageFormat::Png).unwrap();
         assert_eq!(decode_image(&png[..png.len() / 2], &limits).unwrap_err().reason, ReasonCode::Truncated);
         assert_eq!(decode_image_downscaled(&png[..png.len() / 2], &limits, 16).unwrap_err().reason, ReasonCode::Truncated);
     }

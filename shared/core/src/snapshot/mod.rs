@@ -1,0 +1,218 @@
+//! Dataset snapshots: the immutable list of samples a model is trained on, and the feature
+//! baseline monitoring compares live traffic with.
+//!
+//! A snapshot is content-addressed. The manifest (JSON Lines of key, sha256, label, split, in key
+//! order) is cut into parts of [`PART_LINES`] lines, each stored under its own hash
+//! (`snapshots/<dataset>/parts/<sha256>.jsonl`), so no part is ever rewritten and a part shared
+//! by two snapshots is stored once. The snapshot's id is the hash of its parts' hashes in order:
+//! snapshotting the same accepted set twice gives the same id. The descriptor
+//! (`snapshots/<dataset>/<id>.json`) is written last, so its presence means the snapshot is whole.
+//! Records are read a page at a time and parts are written as they fill: memory holds one part,
+//! never the manifest.
+//!
+//! [`baseline`] holds the feature histograms, [`sample`] the fetch of one entry's image.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::catalog::{dataset_pk, ImageRecord, ImageStatus, IMAGE_SK_PREFIX};
+use crate::key::Split;
+use crate::ports::{Item, ObjectStore, ObjectStoreError, Table, TableError, TableExt};
+pub use crate::schema::{descriptor_key, snapshot_sk};
+
+mod baseline;
+mod sample;
+
+pub use baseline::{Baseline, Histogram, Scale};
+pub use sample::{fetch_sample, fetch_sample_downscaled, Sample, SAMPLE_SHORT_SIDE};
+
+/// Lines per manifest part (about 10 MB of JSON).
+pub const PART_LINES: usize = 50_000;
+
+/// One manifest line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestLine {
+    pub key: String,
+    pub sha256: String,
+    pub label: String,
+    pub split: Split,
+    /// The object's size as ingest recorded it, so a reader can budget its fetches without a
+    /// HEAD request per image (absent from manifests written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+}
+
+/// The descriptor: what the snapshot holds, where its parts are, and its baseline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub id: String,
+    pub dataset: String,
+    pub samples: u64,
+    pub labels: Vec<String>,
+    /// Samples per label, then per split.
+    pub counts: BTreeMap<String, BTreeMap<Split, u64>>,
+    /// Manifest parts in order: keys in the store bucket.
+    pub parts: Vec<String>,
+    pub baseline: Baseline,
+    /// RFC 3339; not part of the id.
+    pub created_at: String,
+    /// The dataset's accepted arrivals when the snapshot began (`catalog::accepted_arrivals`):
+    /// arrivals beyond it are the "new images" the continuous-training rule counts.
+    #[serde(default)]
+    pub arrivals: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("dataset {0} has no accepted images to snapshot; upload some with `cvops upload`")]
+    Empty(String),
+    #[error("catalog: {0}")]
+    Table(#[from] TableError),
+    #[error("object store: {0}")]
+    Objects(#[from] ObjectStoreError),
+}
+
+/// Accumulates lines and writes full parts as it goes.
+struct PartWriter<'a> {
+    objects: &'a dyn ObjectStore,
+    bucket: &'a str,
+    dataset: &'a str,
+    part_lines: usize,
+    buffer: Vec<u8>,
+    lines: usize,
+    parts: Vec<String>,
+    id_hasher: Sha256,
+}
+
+impl PartWriter<'_> {
+    async fn push(&mut self, line: &ManifestLine) -> Result<(), SnapshotError> {
+        serde_json::to_writer(&mut self.buffer, line).expect("a manifest line serialises");
+        self.buffer.push(b'\n');
+        self.lines += 1;
+        if self.lines == self.part_lines {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), SnapshotError> {
+        if self.lines == 0 {
+            return Ok(());
+        }
+        let hash = hex::encode(Sha256::digest(&self.buffer));
+        let key = format!("snapshots/{}/parts/{hash}.jsonl", self.dataset);
+        self.objects.put(self.bucket, &key, Bytes::from(std::mem::take(&mut self.buffer))).await?;
+        self.id_hasher.update(hash.as_bytes());
+        self.id_hasher.update(b"\n");
+        self.parts.push(key);
+        self.lines = 0;
+        Ok(())
+    }
+}
+
+/// Snapshots the accepted images of `dataset` into `bucket` and records it in the table.
+pub async fn create(
+    table: &dyn Table,
+    objects: &dyn ObjectStore,
+    bucket: &str,
+    dataset: &str,
+    created_at: String,
+) -> Result<Snapshot, SnapshotError> {
+    create_in_parts(table, objects, bucket, dataset, created_at, PART_LINES).await
+}
+
+/// [`create`] with parts of `part_lines` lines (tests use small parts).
+pub async fn create_in_parts(
+    table: &dyn Table,
+    objects: &dyn ObjectStore,
+    bucket: &str,
+    dataset: &str,
+    created_at: String,
+    part_lines: usize,
+) -> Result<Snapshot, SnapshotError> {
+    let arrivals = crate::catalog::accepted_arrivals(table, dataset).await?;
+    let mut writer = PartWriter {
+        objects,
+        bucket,
+        dataset,
+        part_lines: part_lines.max(1),
+        buffer: Vec::new(),
+        lines: 0,
+        parts: Vec::new(),
+        id_hasher: Sha256::new(),
+    };
+    let mut counts: BTreeMap<String, BTreeMap<Split, u64>> = BTreeMap::new();
+    let mut baseline = Baseline::default();
+    let mut samples = 0u64;
+    let pk = dataset_pk(dataset);
+    let mut pages = table.query_pages(&pk, IMAGE_SK_PREFIX);
+    while let Some(page) = pages.try_next().await? {
+        for item in &page {
+            let record: ImageRecord = item.to_record()?;
+            let (Some(sha256), Some(label), Some(split)) = (record.sha256.clone(), record.label.clone(), record.split) else {
+                continue;
+            };
+            if record.status != ImageStatus::Accepted {
+                continue;
+            }
+            let line = ManifestLine { key: record.key.clone(), sha256, label: label.clone(), split, bytes: record.bytes };
+            writer.push(&line).await?;
+            *counts.entry(label).or_default().entry(split).or_default() += 1;
+            baseline.add(&record);
+            samples += 1;
+        }
+    }
+    if samples == 0 {
+        return Err(SnapshotError::Empty(dataset.to_owned()));
+    }
+    writer.flush().await?;
+    let id = hex::encode(&writer.id_hasher.finalize()[..8]);
+    let snapshot = Snapshot {
+        id: id.clone(),
+        dataset: dataset.to_owned(),
+        samples,
+        labels: counts.keys().cloned().collect(),
+        counts,
+        parts: writer.parts,
+        baseline,
+        created_at,
+        arrivals: Some(arrivals),
+    };
+    let descriptor = serde_json::to_vec_pretty(&snapshot).expect("a snapshot serialises");
+    objects.put(bucket, &descriptor_key(dataset, &id), Bytes::from(descriptor)).await?;
+    let item = Item::new(dataset_pk(dataset), snapshot_sk(&id))
+        .with("samples", samples)
+        .with("descriptor", descriptor_key(dataset, &id))
+        .with("created_at", snapshot.created_at.clone());
+    match table.put_if_absent(item).await {
+        Ok(_) | Err(TableError::Conflict { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(snapshot)
+}
+
+/// Reads a snapshot's manifest part by part, calling `each` for every line: the whole manifest is
+/// never in memory.
+pub async fn for_each_line(
+    objects: &dyn ObjectStore,
+    bucket: &str,
+    snapshot: &Snapshot,
+    mut each: impl FnMut(ManifestLine),
+) -> Result<(), SnapshotError> {
+    for part in &snapshot.parts {
+        let data = objects.get(bucket, part, 64 << 20).await?;
+        for line in data.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let line: ManifestLine = serde_json::from_slice(line).map_err(|e| ObjectStoreError::Backend {
+                message: format!("manifest part {part} has a malformed line: {e}"),
+                retryable: false,
+                source: None,
+            })?;
+            each(line);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! `cvops demo` and the catalog commands, as a newcomer runs them.
+
+use std::process::Command;
+
+use super::common;
+
+fn cvops(data_dir: &std::path::Path) -> Command {
+    let mut command = Command::new(common::cvops_exe());
+    command.arg("--data-dir").arg(data_dir);
+    command
+}
+
+#[test]
+fn the_demo_uploads_both_sample_sets_and_prints_the_health_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo");
+    // A short training run: the 97% check is the full demo's, measured for the README.
+    let out = cvops(&data).args(["demo", "--epochs", "3", "--set", "width=8"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("uploaded 5000 files to digits: 5000 accepted"), "{text}");
+    assert!(text.contains("1 exact duplicates aliased"), "{text}");
+    for code in ["empty", "not_an_image", "unsupported_format", "truncated", "corrupt", "too_small", "too_large", "bad_key"] {
+        assert!(text.contains(code), "the summary names {code}: {text}");
+    }
+
+    // It trained, registered and evaluated a model, and showed the progress of every epoch.
+    assert!(text.contains("epoch   3/3"), "{text}");
+    assert!(text.contains("digits v1: test accuracy"), "{text}");
+    assert!(text.contains("predicted ->"), "the confusion matrix: {text}");
+    // It served the model over HTTP and sent every test digit through it.
+    assert!(text.contains("the val and test digits: 1000 requests, 1000 answered"), "{text}");
+    assert!(text.contains("latency as the client sees it: p50"), "{text}");
+    // The monitor judged the clean traffic, then flagged the inverted digits.
+    assert!(text.contains("the inverted digits: 1000 requests"), "{text}");
+    let after_shift = &text[text.find("the inverted digits").unwrap()..];
+    assert!(after_shift.contains("digits: DRIFT"), "{after_shift}");
+    assert!(after_shift.contains("brightness") && after_shift.contains("DRIFT"), "{after_shift}");
+
+    // The monitor on demand, and its report as a page with charts.
+    let monitor = cvops(&data).args(["monitor", "--json"]).output().unwrap();
+    assert!(monitor.status.success(), "{}", String::from_utf8_lossy(&monitor.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&monitor.stdout).unwrap();
+    assert_eq!(report["status"].as_str(), Some("drift"), "{report}");
+    let out = dir.path().join("report");
+    let written = cvops(&data).args(["report", "--out"]).arg(&out).output().unwrap();
+    assert!(written.status.success(), "{}", String::from_utf8_lossy(&written.stderr));
+    let page = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(page.contains("DRIFT") && page.matches("<svg").count() >= 8, "a chart per feature, classes, confidence, latency");
+
+    // The catalog commands read what the demo wrote.
+    let datasets = cvops(&data).args(["datasets", "--json"]).output().unwrap();
+    let line: serde_json::Value = serde_json::from_slice(&datasets.stdout).unwrap();
+    assert_eq!(
+        (line["dataset"].as_str(), line["accepted"].as_u64(), line["duplicates"].as_u64()),
+        (Some("digits"), Some(5002), Some(1))
+    );
+    let rejected = cvops(&data).args(["images", "--dataset", "digits", "--status", "rejected", "--json"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&rejected.stdout).lines().count(), 17);
+    let sevens = cvops(&data).args(["images", "--dataset", "digits", "--label", "7", "--status", "accepted"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&sevens.stdout).lines().count(), 500);
+
+    // A snapshot of what the demo uploaded: the same set twice gives the same id.
+    let snapshot = |data: &std::path::Path| {
+        let out = cvops(data).args(["snapshot", "--dataset", "digits", "--json"]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let (first, second) = (snapshot(&data), snapshot(&data));
+    assert_eq!(first["samples"].as_u64(), Some(5002));
+    assert_eq!(first["id"], second["id"], "content-addressed");
+
+    // Running it again starts afresh in the folder it made.
+    assert!(cvops(&data).args(["demo", "--epochs", "1", "--set", "width=4"]).output().unwrap().status.success());
+}
+
+#[test]
+fn the_demo_refuses_a_folder_it_did_not_make() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("precious.txt"), "keep me").unwrap();
+    let out = cvops(dir.path()).arg("demo").output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("did not make"));
+    assert!(dir.path().join("precious.txt").exists());
+}
+
+#[test]
+fn an_unknown_dataset_says_how_to_list_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cvops(dir.path()).args(["images", "--dataset", "nope"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cvops datasets"));
+}
