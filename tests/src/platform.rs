@@ -3,6 +3,8 @@
 
 use std::ops::Deref;
 
+use cvops_core::config::Vars;
+
 pub use cvops_platform::{LocalPlatform, MODELS_BUCKET as MODELS, RAW_BUCKET as RAW, STORE_BUCKET as STORE};
 
 pub struct TempPlatform {
@@ -12,9 +14,11 @@ pub struct TempPlatform {
 }
 
 impl TempPlatform {
+    /// The platform with the functions' default settings, whatever `CVOPS_*` the test's
+    /// environment holds.
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("a temporary folder");
-        let platform = LocalPlatform::open(dir.path()).expect("the local platform");
+        let platform = LocalPlatform::open_with(dir.path(), Vars::from_pairs(&[])).expect("the local platform");
         Self { platform, _dir: dir }
     }
 }

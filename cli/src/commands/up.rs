@@ -1,8 +1,9 @@
 //! `cvops up`: the whole local platform as one long-running process, as the AWS deployment runs
-//! it: the HTTP endpoint, the event router (raw bucket -> ingest, model cards -> register-model),
-//! the training queue -> dispatch-training, the monitor on a schedule, and a watcher on the local
-//! buckets' folders, so that a file copied into `<data-dir>/buckets/raw/datasets/...` is ingested
-//! as an upload to S3 would be, and a model card a training job writes is registered.
+//! it: the HTTP endpoint, the event router (raw bucket -> ingest), the training queue ->
+//! dispatch-training, the states of the jobs it starts, the monitor on a schedule, and a watcher
+//! on the raw bucket's folder, so that a file copied into `<data-dir>/buckets/raw/datasets/...` is
+//! ingested as an upload to S3 would be. A job's model card reaches register-model through the
+//! job's host (`cvops_platform::job_host`); `cvops models` shows the versions.
 //!
 //! Ctrl-C stops taking work, lets the item in hand finish (every put is a rename, every table
 //! write a transaction), writes the last monitoring counters, and exits.

@@ -182,7 +182,7 @@ impl Dispatch {
             info!(run_id = %run.run_id, "run already dispatched: a redelivered request");
             return Ok(run);
         }
-        let (run, _) = self.claim(run, version, delivery).await?;
+        let run = self.claim(run, version, delivery).await?;
         let job_id = match self.jobs.find(&run.job_name()).await? {
             Some(job_id) => {
                 info!(run_id = %run.run_id, %job_id, "the job was submitted by an earlier delivery: recording it");
@@ -260,11 +260,11 @@ impl Dispatch {
     /// Claims the run's submission for `delivery` with a conditional write. A claim held by
     /// another delivery stands until its lease runs out; the same delivery (a redelivered
     /// message) takes its own claim back at once.
-    async fn claim(&self, mut run: RunRecord, version: u64, delivery: &str) -> Result<(RunRecord, u64), DispatchError> {
+    async fn claim(&self, mut run: RunRecord, version: u64, delivery: &str) -> Result<RunRecord, DispatchError> {
         let now = self.clock.now();
         if run.status > RunStatus::Submitting {
             // A job state event got here first: the job exists, only its id is to be recorded.
-            return Ok((run, version));
+            return Ok(run);
         }
         if run.status == RunStatus::Submitting && run.claimed_by.as_deref() != Some(delivery) {
             let claimed_at = chrono::DateTime::parse_from_rfc3339(&run.updated_at).map(|t| t.to_utc()).unwrap_or(now);
@@ -277,7 +277,7 @@ impl Dispatch {
         run.updated_at = now.to_rfc3339();
         let (pk, sk) = (run_pk(&run.model), run_sk(&run.run_id));
         match self.table.put_if_version(Item::from_record(&pk, &sk, &run)?, version).await {
-            Ok(version) => Ok((run, version)),
+            Ok(_) => Ok(run),
             Err(TableError::Conflict { .. }) => Err(DispatchError::Claimed(run.run_id)),
             Err(e) => Err(e.into()),
         }

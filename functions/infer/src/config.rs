@@ -104,10 +104,10 @@ impl InferConfig {
         if let Some(timeout) = vars.seconds("CVOPS_BODY_READ_TIMEOUT_SECONDS", seconds, |s| s > 0.0)? {
             self.body_read_timeout = timeout;
         }
-        if let Some(every) =
-            vars.seconds("CVOPS_ALIAS_CHECK_SECONDS", "a number of seconds, 0 to check on every request", |_| true)?
-        {
-            self.alias_check = every;
+        // A negative interval is 0: check on every request.
+        let alias_check = "a number of seconds, 0 to check on every request";
+        if let Some(every) = vars.parse("CVOPS_ALIAS_CHECK_SECONDS", alias_check, |s: &f64| s.is_finite())? {
+            self.alias_check = Duration::from_secs_f64(every.max(0.0));
         }
         if let Some(every) = vars.seconds("CVOPS_MONITOR_FLUSH_SECONDS", seconds, |s| s > 0.0)? {
             self.monitor_flush = every;

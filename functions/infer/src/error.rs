@@ -14,6 +14,7 @@ use serde_json::json;
 use cvops_core::reason::{ReasonCode, Rejection};
 
 use crate::models::ModelsError;
+use cvops_core::ports::TableError;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
@@ -86,6 +87,13 @@ impl ApiError {
             "model_unavailable" => "the model version cannot be loaded right now; retry later, or pin another version",
             _ => &self.message,
         }
+    }
+}
+
+/// The registry cannot be read: 503 `registry_unavailable` (a fixed message; the detail is logged).
+impl From<TableError> for ApiError {
+    fn from(error: TableError) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "registry_unavailable", format!("the registry cannot be read: {error}"))
     }
 }
 

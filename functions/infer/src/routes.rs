@@ -262,11 +262,9 @@ async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<bytes:
 
 async fn list_models(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let table = state.models.table();
-    let unavailable =
-        |e: cvops_core::ports::TableError| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "registry_unavailable", e.to_string());
     let mut models = Vec::new();
-    for name in registry::models(table).await.map_err(unavailable)? {
-        let production = registry::production(table, &name).await.map_err(unavailable)?.map(|(alias, _)| alias.version);
+    for name in registry::models(table).await? {
+        let production = registry::production(table, &name).await?.map(|(alias, _)| alias.version);
         models.push(json!({"name": name, "production_version": production}));
     }
     Ok(Json(json!({ "models": models })))
@@ -274,15 +272,12 @@ async fn list_models(State(state): State<AppState>) -> Result<Json<Value>, ApiEr
 
 async fn describe_model(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     let table = state.models.table();
-    let unavailable =
-        |e: cvops_core::ports::TableError| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "registry_unavailable", e.to_string());
-    if !registry::models(table).await.map_err(unavailable)?.contains(&name) {
+    if !registry::models(table).await?.contains(&name) {
         return Err(ApiError::not_found("unknown_model", format!("there is no model {name}; GET /v1/models lists them")));
     }
-    let production = registry::production(table, &name).await.map_err(unavailable)?.map(|(alias, _)| alias.version);
+    let production = registry::production(table, &name).await?.map(|(alias, _)| alias.version);
     let versions: Vec<Value> = registry::versions(table, &name)
-        .await
-        .map_err(unavailable)?
+        .await?
         .iter()
         .map(|v| {
             json!({

@@ -45,20 +45,21 @@ impl MonitorConfig {
     /// `CVOPS_RETRAIN_ON_DRIFT`, `CVOPS_RETRAIN_MIN_NEW_IMAGES` (0 turns the trigger off) and
     /// `CVOPS_RETRAIN_COOLDOWN_HOURS` over these values.
     pub fn with_settings(mut self, vars: &Vars) -> Result<Self, ConfigError> {
-        if let Some(hours) = vars.parse("CVOPS_MONITOR_WINDOW_HOURS", "a whole number of hours, such as 1", |h: &u32| *h >= 1)? {
-            self.window_hours = hours;
+        // Counts and hours are read as numbers (`1e3` is 1000); a fraction is dropped.
+        let number = |v: &f64| *v >= 0.0;
+        if let Some(hours) = vars.parse("CVOPS_MONITOR_WINDOW_HOURS", "a number of hours, such as 1", number)? {
+            self.window_hours = (hours as u32).max(1);
         }
-        if let Some(n) = vars.parse("CVOPS_MONITOR_MIN_REQUESTS", "a number of requests, such as 1000", |_: &u64| true)? {
-            self.thresholds.min_requests = n;
+        if let Some(n) = vars.parse("CVOPS_MONITOR_MIN_REQUESTS", "a number of requests, such as 1000", number)? {
+            self.thresholds.min_requests = n as u64;
         }
         if let Some(on) = vars.parse("CVOPS_RETRAIN_ON_DRIFT", "true or false", |_: &bool| true)? {
             self.default_rule.on_drift = on;
         }
-        if let Some(n) = vars.parse("CVOPS_RETRAIN_MIN_NEW_IMAGES", "a number of images, 0 for never", |_: &u64| true)? {
-            self.default_rule.min_new_images = (n > 0).then_some(n);
+        if let Some(n) = vars.parse("CVOPS_RETRAIN_MIN_NEW_IMAGES", "a number of images, 0 for never", number)? {
+            self.default_rule.min_new_images = (n > 0.0).then_some(n as u64);
         }
-        let hours = "a number of hours, such as 24";
-        if let Some(hours) = vars.parse("CVOPS_RETRAIN_COOLDOWN_HOURS", hours, |h: &f64| h.is_finite() && *h >= 0.0)? {
+        if let Some(hours) = vars.parse("CVOPS_RETRAIN_COOLDOWN_HOURS", "a number of hours, such as 24", number)? {
             self.default_rule.cooldown_hours = hours;
         }
         Ok(self)
@@ -80,7 +81,12 @@ mod tests {
         ]);
         let config = MonitorConfig::from_vars(&vars).unwrap();
         assert_eq!((config.window_hours, config.default_rule.min_new_images, config.default_rule.on_drift), (3, None, false));
-        let refused = MonitorConfig::new("s", "q").with_settings(&Vars::from_pairs(&[("CVOPS_MONITOR_WINDOW_HOURS", "0")]));
+        let at_least_one = MonitorConfig::new("s", "q").with_settings(&Vars::from_pairs(&[("CVOPS_MONITOR_WINDOW_HOURS", "0")]));
+        assert_eq!(at_least_one.unwrap().window_hours, 1);
+        let counts = Vars::from_pairs(&[("CVOPS_MONITOR_MIN_REQUESTS", "1e3"), ("CVOPS_RETRAIN_MIN_NEW_IMAGES", "2e3")]);
+        let counts = MonitorConfig::new("s", "q").with_settings(&counts).unwrap();
+        assert_eq!((counts.thresholds.min_requests, counts.default_rule.min_new_images), (1000, Some(2000)));
+        let refused = MonitorConfig::new("s", "q").with_settings(&Vars::from_pairs(&[("CVOPS_MONITOR_WINDOW_HOURS", "-1")]));
         assert_eq!(refused.unwrap_err().variable, "CVOPS_MONITOR_WINDOW_HOURS");
         let missing = MonitorConfig::from_vars(&Vars::from_pairs(&[("CVOPS_STORE_BUCKET", "store")])).unwrap_err();
         assert_eq!(missing.variable, "CVOPS_TRAINING_QUEUE_URL");

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::Context;
+use cvops_core::config::Vars;
 use cvops_core::ports::{JobRunner, JobState, JobStatus};
 use cvops_core::registry::ModelVersion;
 use cvops_dispatch_training::BatchJobDetail;
@@ -29,18 +30,16 @@ use crate::router::route_model_card;
 /// Runs the training job this process was started for, then routes what it wrote and tells its
 /// end. Its output is the job's log; a failure exits non-zero.
 pub async fn run_job() -> anyhow::Result<()> {
-    let data_dir =
-        std::env::var("CVOPS_DATA_DIR").context("CVOPS_DATA_DIR is not set: this subcommand is started by `cvops train`")?;
-    let config = TrainerConfig::from_env()?;
+    let vars = Vars::env();
+    let data_dir = vars.required("CVOPS_DATA_DIR").context("this subcommand is started by `cvops train`")?;
+    let config = TrainerConfig::from_vars(&vars)?;
     let platform = LocalPlatform::open(Path::new(&data_dir))?;
-    let job_id = std::env::var("AWS_BATCH_JOB_ID").unwrap_or_default();
-    let tell = |state: JobState, reason: Option<String>| {
-        let detail = BatchJobDetail { job_id: job_id.clone(), status: batch_status(state).into(), status_reason: reason };
-        let dispatch = &platform.dispatch;
-        async move {
-            if let Err(e) = dispatch.job_state_changed(&detail).await {
-                eprintln!("warning: could not record the job's state {}: {e}", detail.status);
-            }
+    let job_id = vars.text("AWS_BATCH_JOB_ID").unwrap_or_default();
+    let mut states = JobStates::default();
+    let mut tell = async |state: JobState, reason: Option<String>| {
+        let status = JobStatus { id: job_id.clone(), state, reason };
+        if let Err(e) = states.tell(&platform, &status).await {
+            eprintln!("warning: could not record the job's state {}: {e:#}", batch_status(state));
         }
     };
     tell(JobState::Running, None).await;

@@ -111,7 +111,9 @@ impl LocalPlatform {
         })
     }
 
-    /// The bucket changes made so far and not yet taken, in order (nothing waits for more).
+    /// The bucket changes made so far and not yet taken, in order (nothing waits for more). For
+    /// when no [`Self::next_event`] is waiting: while one waits, it holds the events, and this
+    /// returns none.
     pub fn pending_events(&self) -> Vec<ObjectEvent> {
         let mut pending = Vec::new();
         if let Ok(mut events) = self.events.try_lock() {

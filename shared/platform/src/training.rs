@@ -58,7 +58,10 @@ pub async fn wait(platform: &LocalPlatform, run: &RunRecord, on_line: &mut dyn F
         if status.state.is_final() {
             break status;
         }
-        states.tell(platform, &status).await?;
+        // The job's host tells it too; a failure to tell it here does not stop the wait.
+        if let Err(e) = states.tell(platform, &status).await {
+            tracing::warn!(error = %e, job_id, "could not record the job's state");
+        }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     // The job host told its end already, unless the job died before it could.

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_lambda_events::sqs::SqsEvent;
+use cvops_core::config::Vars;
 use cvops_core::key::DatasetName;
 use cvops_core::ports::{JobRunner, JobState, ObjectStore, Ports, Queue, Table, TableExt};
 use cvops_dispatch_training::handler::{run_pk, BatchJobDetail};
@@ -32,7 +33,7 @@ struct Env {
 /// writes its CVOPS_ environment to a file instead of training.
 async fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let platform = LocalPlatform::open(&dir.path().join("data")).unwrap();
+    let platform = LocalPlatform::open_with(&dir.path().join("data"), Vars::from_pairs(&[])).unwrap();
     let samples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../samplesets/bad/upload");
     upload_dir(&platform, &DatasetName::parse("digits").unwrap(), &samples, &mut ()).await.unwrap();
     platform.queue.create_queue(DLQ, None, 0).unwrap();

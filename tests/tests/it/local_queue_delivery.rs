@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
 use cvops_core::clock::ManualClock;
+use cvops_core::config::Vars;
 use cvops_core::ports::{Queue, TableExt};
 use cvops_dispatch_training::{Dispatch, DispatchConfig, DispatchEvent};
 use cvops_local::{open_database, ProcessJobRunner, SqliteQueue};
@@ -62,7 +63,7 @@ async fn failed_items_stay_for_redelivery_and_end_in_the_dead_letter_queue() {
 #[tokio::test]
 async fn training_requests_on_the_local_queue_reach_dispatch_training() {
     let dir = tempfile::tempdir().unwrap();
-    let platform = LocalPlatform::open(&dir.path().join("data")).unwrap();
+    let platform = LocalPlatform::open_with(&dir.path().join("data"), Vars::from_pairs(&[])).unwrap();
     let samples = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../samplesets/bad/upload");
     let dataset = cvops_core::key::DatasetName::parse("digits").unwrap();
     cvops_platform::upload::upload_dir(&platform, &dataset, &samples, &mut ()).await.unwrap();

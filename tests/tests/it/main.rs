@@ -19,6 +19,7 @@ mod local_queue_delivery;
 mod onnx_matches_candle;
 mod samplesets;
 mod snapshot_local;
+mod table_update;
 mod template;
 mod train_local;
 mod validate;

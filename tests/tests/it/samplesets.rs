@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use cvops_core::catalog::images as records;
 use cvops_core::catalog::{ImageStatus, QuarantineSidecar};
+use cvops_core::config::Vars;
 use cvops_core::key::DatasetName;
 use cvops_core::ports::{ObjectStore, ObjectStoreExt};
 use cvops_core::validate::{validate, ValidationLimits};
@@ -48,7 +49,7 @@ fn every_bad_file_gets_its_expected_validation_code() {
 #[tokio::test]
 async fn uploading_the_sample_sets_gives_every_file_its_expected_outcome() {
     let dir = tempfile::tempdir().unwrap();
-    let platform = LocalPlatform::open(dir.path()).unwrap();
+    let platform = LocalPlatform::open_with(dir.path(), Vars::from_pairs(&[])).unwrap();
     let dataset = DatasetName::parse("digits").unwrap();
 
     let digits = upload_dir(&platform, &dataset, &samplesets().join("digits"), &mut ()).await.unwrap();

@@ -1,7 +1,6 @@
 //! `cvops serve` on hostile clients, as a user runs it: bombs, half-sent requests, more requests
 //! than it takes, `--no-auth` where others can reach it, and the API key kept from training jobs.
 
-#[allow(dead_code)]
 use super::common;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,6 +1,5 @@
 //! `cvops validate`: the contract users script against (DESIGN.md), run as a user runs it.
 
-#[allow(dead_code)]
 use super::common;
 
 use std::path::{Path, PathBuf};
