@@ -16,6 +16,7 @@ use cvops_platform::endpoint::LocalEndpoint;
 use cvops_platform::job_host;
 use cvops_platform::router::Routed;
 use cvops_platform::runtime::{self, Notice, Schedule};
+use cvops_platform::watcher::Watcher;
 use cvops_platform::{LocalPlatform, RAW_BUCKET};
 
 use super::monitor::print_report;
@@ -39,6 +40,8 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let platform = LocalPlatform::open(data_dir)?;
     let endpoint = LocalEndpoint::new(&platform, api_key, Duration::from_secs(2))?.with_header_timeout(header_timeout);
     let listener = args.listen.bind().await?;
+    // Before the banner: whatever is copied in once the banner is out is new to the watcher.
+    let watcher = Watcher::new(&platform);
     println!("cvops up: {}", data_dir.display());
     println!("  endpoint   http://{} (POST /v1/models/{{name}}/predict)", listener.local_addr()?);
     println!(
@@ -55,7 +58,7 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         let _ = tokio::signal::ctrl_c().await;
         println!("stopping: finishing the request in hand and writing the last monitoring counters");
     };
-    runtime::run(&platform, endpoint, listener, schedule, ctrl_c, &mut print_notice).await?;
+    runtime::run(&platform, endpoint, listener, watcher, schedule, ctrl_c, &mut print_notice).await?;
     println!("stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -55,11 +55,14 @@ pub enum Notice<'a> {
     Job(&'a JobStatus),
 }
 
-/// Runs until `stop` completes; every [`Notice`] goes to `notify`.
+/// Runs until `stop` completes; every [`Notice`] goes to `notify`. `watcher` is made by the caller
+/// before it tells anyone the platform is up ([`Watcher::new`] takes what is in the folders then
+/// as known), so that no file copied in after that goes unannounced.
 pub async fn run(
     platform: &LocalPlatform,
     endpoint: LocalEndpoint,
     listener: tokio::net::TcpListener,
+    mut watcher: Watcher,
     schedule: Schedule,
     stop: impl Future<Output = ()>,
     notify: &mut dyn FnMut(Notice<'_>),
@@ -70,7 +73,6 @@ pub async fn run(
     let server = tokio::spawn(endpoint.serve(listener, async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
     }));
-    let mut watcher = Watcher::new(platform);
     let mut jobs = JobStates::default();
     let mut watch_tick = tokio::time::interval(schedule.watch_every.max(Duration::from_millis(100)));
     let mut queue_tick = tokio::time::interval(schedule.queue_every);

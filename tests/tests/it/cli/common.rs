@@ -42,6 +42,7 @@ impl Up {
     }
 
     /// Ctrl-C, as a user would press it: returns whether it exited cleanly, and the rest of its output.
+    /// (A test that fails before it leaves the process to [`Drop`], which kills it.)
     pub fn interrupt(mut self) -> (bool, String) {
         // SAFETY: a signal to our own child process.
         assert_eq!(unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) }, 0);
@@ -49,6 +50,16 @@ impl Up {
         let mut rest = String::new();
         self.stdout.read_to_string(&mut rest).unwrap();
         (exit.success(), rest)
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        // Already ended after `interrupt`; else a failed test leaves no server running behind it.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
