@@ -24,8 +24,8 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let platform = LocalPlatform::open(data_dir)?;
     require_dataset(platform.table.as_ref(), &args.dataset).await?;
     let created_at = platform.clock.now().to_rfc3339();
-    let snap =
-        snapshot::create(platform.table.as_ref(), platform.objects.as_ref(), STORE_BUCKET, &args.dataset, created_at).await?;
+    let (table, objects, options) = (platform.table.as_ref(), platform.objects.as_ref(), platform.dispatch.snapshot_options());
+    let snap = snapshot::create_with(table, objects, STORE_BUCKET, &args.dataset, created_at, options).await?;
     if args.json {
         println!("{}", serde_json::to_string(&snap)?);
         return Ok(ExitCode::SUCCESS);
@@ -38,8 +38,9 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         snap.labels.len(),
         snap.parts.len()
     );
-    let split_total = |split: Split| snap.counts.values().map(|s| s.get(&split).copied().unwrap_or(0)).sum::<u64>();
-    println!("  train {}  val {}  test {}", split_total(Split::Train), split_total(Split::Val), split_total(Split::Test));
+    let carved = snap.val_from_train.map(|share| format!(" (carved from train: {:.0}%)", share * 100.0)).unwrap_or_default();
+    let (train, val, test) = (snap.samples_in(Split::Train), snap.samples_in(Split::Val), snap.samples_in(Split::Test));
+    println!("  train {train}  val {val}{carved}  test {test}");
     let show = |counts: &[u64]| sparkline(&counts.iter().map(|&c| c as usize).collect::<Vec<_>>());
     println!("  baseline brightness |{}|", show(&snap.baseline.brightness.counts));
     println!("  baseline contrast   |{}|", show(&snap.baseline.contrast.counts));

@@ -9,17 +9,31 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMe
 use cvops_core::catalog::{dataset_pk, DATASETS_PK};
 use cvops_core::clock::Clock;
 use cvops_core::failure::Retryable;
+use cvops_core::key::Split;
 use cvops_core::ports::{
     Item, JobRunner, JobSpec, JobsError, ObjectStore, Ports, Queue, QueueError, Table, TableError, TableExt, Update,
 };
 use cvops_core::registry;
 pub use cvops_core::runs::{job_pk, run_pk, run_sk, RunRecord, RunStatus, JOB_RUN_SK};
-use cvops_core::snapshot::{self, SnapshotError};
+use cvops_core::snapshot::{self, SnapshotError, SnapshotOptions};
 use serde::{Deserialize, Serialize};
 use tracing::{info, instrument, warn};
 
 pub use crate::config::DispatchConfig;
 use crate::request::{RequestError, TrainingRequest};
+
+/// A model needs train images to learn from and val images to pick its epoch: a snapshot without
+/// either is refused before any run or job exists. (Without test images a version is registered
+/// but not evaluated, so it never promotes by itself: that is the gate's to say.)
+fn require_training_splits(snap: &snapshot::Snapshot) -> Result<(), RequestError> {
+    for split in [Split::Train, Split::Val] {
+        if snap.samples_in(split) == 0 {
+            let counts = Split::ALL.iter().map(|s| format!("{s} {}", snap.samples_in(*s))).collect::<Vec<_>>().join(", ");
+            return Err(RequestError::MissingSplit { dataset: snap.dataset.clone(), split: split.as_str(), counts });
+        }
+    }
+    Ok(())
+}
 
 /// Everything the function receives: training requests from SQS, or Batch's job state changes
 /// from EventBridge.
@@ -224,9 +238,13 @@ impl Dispatch {
             }
             None => {
                 let now = self.clock.now().to_rfc3339();
-                snapshot::create(self.table.as_ref(), self.objects.as_ref(), &self.config.store_bucket, &request.dataset, now)
-                    .await?
-                    .id
+                let options = self.snapshot_options();
+                let store = &self.config.store_bucket;
+                let snap =
+                    snapshot::create_with(self.table.as_ref(), self.objects.as_ref(), store, &request.dataset, now, options)
+                        .await?;
+                require_training_splits(&snap)?;
+                snap.id
             }
         };
         let (pk, sk) = (run_pk(&request.model), run_sk(run_id));
@@ -281,6 +299,11 @@ impl Dispatch {
             Err(TableError::Conflict { .. }) => Err(DispatchError::Claimed(run.run_id)),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// How this function cuts snapshots (the share of train carved into val).
+    pub fn snapshot_options(&self) -> SnapshotOptions {
+        SnapshotOptions { val_fraction: self.config.val_fraction, ..SnapshotOptions::default() }
     }
 
     /// What the trainer job gets: the run, the snapshot to read, where to write the model, and

@@ -61,6 +61,12 @@ pub enum RequestError {
     EmptyDataset(String),
     #[error("unknown_snapshot: dataset {dataset:?} has no snapshot {snapshot:?}; omit it to snapshot the dataset now")]
     UnknownSnapshot { dataset: String, snapshot: String },
+    #[error(
+        "missing_split: dataset {dataset:?} has no {split} images ({counts}), and a model needs train and val images; \
+         upload some under datasets/{dataset}/{split}/<label>/, or upload the images without split folders to have each \
+         split by its content hash (80/10/10)"
+    )]
+    MissingSplit { dataset: String, split: &'static str, counts: String },
 }
 
 impl RequestError {
@@ -72,6 +78,7 @@ impl RequestError {
             RequestError::UnknownDataset(_) => "unknown_dataset",
             RequestError::EmptyDataset(_) => "empty_dataset",
             RequestError::UnknownSnapshot { .. } => "unknown_snapshot",
+            RequestError::MissingSplit { .. } => "missing_split",
         }
     }
 }

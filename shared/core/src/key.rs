@@ -62,10 +62,12 @@ pub enum Split {
 impl Split {
     pub const ALL: [Split; 3] = [Split::Train, Split::Val, Split::Test];
 
+    /// The split a folder names: `train`, `val` (or `valid`, as Roboflow's exports name it, or
+    /// `validation`), `test`.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "train" => Some(Split::Train),
-            "val" => Some(Split::Val),
+            "val" | "valid" | "validation" => Some(Split::Val),
             "test" => Some(Split::Test),
             _ => None,
         }
@@ -115,7 +117,7 @@ impl ImageKey {
             Rejection::new(
                 ReasonCode::BadKey,
                 format!(
-                    "key {key:?} {why}; upload to datasets/<dataset>/<split>/<label>/<file> or datasets/<dataset>/<label>/<file> (split: train, val or test)"
+                    "key {key:?} {why}; upload to datasets/<dataset>/<split>/<label>/<file> or datasets/<dataset>/<label>/<file> (split: train, val (or valid, validation) or test)"
                 ),
             )
         };
@@ -124,8 +126,8 @@ impl ImageKey {
         let (dataset, split, label, file) = match parts.as_slice() {
             [d, l, f] => (*d, None, *l, *f),
             [d, s, l, f] => {
-                let split =
-                    Split::parse(s).ok_or_else(|| bad(&format!("has {s:?} where the split (train, val or test) goes")))?;
+                let split = Split::parse(s)
+                    .ok_or_else(|| bad(&format!("has {s:?} where the split (train, val, valid, validation or test) goes")))?;
                 (*d, Some(split), *l, *f)
             }
             _ => return Err(bad("has the wrong number of path segments")),
@@ -170,6 +172,15 @@ mod tests {
         assert_eq!(k.dataset.as_str(), "digits");
         assert_eq!(k.split, Some(Split::Train));
         assert_eq!((k.label.as_str(), k.file.as_str()), ("7", "img 01é.png"));
+    }
+
+    #[test]
+    fn valid_and_validation_folders_are_the_val_split() {
+        for folder in ["val", "valid", "validation"] {
+            let k = ImageKey::parse(&format!("datasets/pets/{folder}/cat/a.jpg")).unwrap();
+            assert_eq!((k.split, k.label.as_str()), (Some(Split::Val), "cat"), "{folder}");
+        }
+        assert_eq!(ImageKey::parse("datasets/pets/dev/cat/a.jpg").unwrap_err().reason, ReasonCode::BadKey);
     }
 
     #[test]

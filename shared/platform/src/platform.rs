@@ -91,7 +91,7 @@ impl LocalPlatform {
             clock: clock.clone(),
         };
         let ingest = Ingest::new(&ports, IngestConfig::new(STORE_BUCKET).with_settings(&settings)?);
-        let dispatch = Dispatch::new(&ports, Self::dispatch_config(data_dir)?);
+        let dispatch = Dispatch::new(&ports, Self::dispatch_config(data_dir)?.with_settings(&settings)?);
         let register = Register::new(&ports, Self::register_config(&settings)?);
         let monitor = Monitor::new(&ports, Self::monitor_config(&settings)?);
         Ok(Self {
@@ -143,6 +143,7 @@ impl LocalPlatform {
             trainer_image: "local".into(),
             trainer_command: vec![exe.to_string_lossy().into_owned(), JOB_SUBCOMMAND.into()],
             gpus: 0,
+            val_fraction: cvops_core::snapshot::DEFAULT_VAL_FRACTION,
             job_env: [("CVOPS_DATA_DIR".to_owned(), data_dir.to_string_lossy().into_owned())].into(),
         })
     }

@@ -26,10 +26,10 @@ async fn a_training_request_becomes_a_gpu_array_job_on_batch() {
     let (_, dead_letter) = moto::create_queue_with_dead_letter(&aws, &moto::unique("training"), 5).await;
     let (job_queue, job_definition) = moto::create_batch_queue(&aws, &moto::unique("cvops-training")).await;
 
-    // Two digits uploaded and ingested, as S3 would notify.
+    // Two digits uploaded and ingested, as S3 would notify: one to train on, one to validate with.
     let ingest = cvops_ingest::Ingest::new(&cvops_aws::ports::new(&aws, &table), IngestConfig::new(&store));
-    for (i, digit) in ["3", "8"].iter().enumerate() {
-        let key = format!("datasets/digits/train/{digit}/0000.png");
+    for (i, (split, digit)) in [("train", "3"), ("val", "8")].iter().enumerate() {
+        let key = format!("datasets/digits/{split}/{digit}/0000.png");
         let data = std::fs::read(format!("{}/../samplesets/digits/train/{digit}/0000.png", env!("CARGO_MANIFEST_DIR"))).unwrap();
         aws.s3().put_object().bucket(&raw).key(&key).body(ByteStream::from(data)).send().await.unwrap();
         ingest.handle(&s3_event(S3_PUT, &raw, &key, &format!("00A{i}"), None)).await.unwrap();
@@ -52,6 +52,7 @@ async fn a_training_request_becomes_a_gpu_array_job_on_batch() {
             trainer_image: "cvops-trainer:latest".into(),
             trainer_command: Vec::new(),
             gpus: 1,
+            val_fraction: cvops_core::snapshot::DEFAULT_VAL_FRACTION,
             job_env: BTreeMap::from([("CVOPS_TABLE".to_owned(), table.clone())]),
         },
     );

@@ -53,6 +53,7 @@ fn config(dir: &std::path::Path) -> DispatchConfig {
         trainer_image: "cvops-trainer:test".into(),
         trainer_command: vec!["sh".into(), "-c".into(), format!("env | grep ^CVOPS_ | sort > \"{env_file}\"")],
         gpus: 1,
+        val_fraction: cvops_core::snapshot::DEFAULT_VAL_FRACTION,
         job_env: BTreeMap::from([("CVOPS_TABLE".to_owned(), "local".to_owned())]),
     }
 }
@@ -208,4 +209,27 @@ async fn a_request_redelivered_after_its_submit_went_unrecorded_submits_no_secon
     assert_eq!(jobs.find(&runs[0].job_name()).await.unwrap(), runs[0].job_id, "the run names the one job");
     dispatch.handle(&sqs_event(body, "message-2")).await.unwrap();
     assert_eq!(jobs.submits(), 1, "a later delivery finds the run dispatched");
+}
+
+#[tokio::test]
+async fn a_dataset_without_train_or_val_images_is_refused_before_any_run_saying_how_to_fix_it() {
+    let env = env().await;
+    // Only a test split: nothing to train on, nothing to carve val from.
+    let folder = env.dir.path().join("only-test");
+    let digits = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../samplesets/digits/test/4");
+    for entry in std::fs::read_dir(digits).unwrap().take(3) {
+        let path = entry.unwrap().path();
+        std::fs::create_dir_all(folder.join("test/4")).unwrap();
+        std::fs::copy(&path, folder.join("test/4").join(path.file_name().unwrap())).unwrap();
+    }
+    upload_dir(&env.platform, &DatasetName::parse("only-test").unwrap(), &folder, &mut ()).await.unwrap();
+    let body = r#"{"dataset": "only-test", "model": "m"}"#;
+    let response = env.dispatch.handle(&sqs_event(body, "missing")).await.unwrap();
+    assert!(response.batch_item_failures.is_empty(), "refused, not retried");
+    let dead = env.dead_letters().await;
+    assert_eq!((dead.len(), dead[0].attributes["error_code"].as_str()), (1, "missing_split"));
+    let reason = &dead[0].attributes["reason"];
+    assert!(reason.contains("no train images") && reason.contains("datasets/only-test/train/<label>/"), "{reason}");
+    assert!(env.runs("m").await.is_empty(), "no run was created");
+    assert_eq!(env.jobs.job_ids().len(), 0, "no job was submitted");
 }

@@ -76,6 +76,7 @@ async fn training_requests_on_the_local_queue_reach_dispatch_training() {
         trainer_image: "cvops-trainer:local".into(),
         trainer_command: vec!["true".into()],
         gpus: 0,
+        val_fraction: cvops_core::snapshot::DEFAULT_VAL_FRACTION,
         job_env: BTreeMap::new(),
     };
     let dispatch = Dispatch::new(&cvops_core::ports::Ports { jobs, ..platform.ports.clone() }, config);

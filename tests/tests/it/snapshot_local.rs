@@ -8,6 +8,7 @@ use cvops_core::snapshot::{self, SnapshotError};
 use cvops_ingest::Ingest;
 use cvops_tests::events::{s3_event, S3_PUT};
 use cvops_tests::platform::{TempPlatform, RAW};
+use sha2::Digest;
 
 struct Env {
     stack: TempPlatform,
@@ -130,4 +131,46 @@ async fn an_empty_dataset_cannot_be_snapshotted() {
     let result = snapshot::create(env.stack.table.as_ref(), env.stack.objects.as_ref(), "store", "e", "now".into()).await;
     assert!(matches!(result, Err(SnapshotError::Empty(_))), "{result:?}");
     assert!(result.unwrap_err().to_string().contains("cvops upload"));
+}
+
+/// The first `n` files of a digits folder.
+fn digits(split: &str, label: &str, n: usize) -> Vec<(String, Vec<u8>)> {
+    let dir = format!("{}/../samplesets/digits/{split}/{label}", env!("CARGO_MANIFEST_DIR"));
+    let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    names.into_iter().take(n).map(|name| (name.clone(), std::fs::read(format!("{dir}/{name}")).unwrap())).collect()
+}
+
+#[tokio::test]
+async fn a_dataset_of_train_and_test_folders_gets_val_carved_from_train_by_content_hash() {
+    let env = env();
+    let mut sequencer = 0;
+    let mut carved = 0;
+    // As public sets come: `train/` and `valid`-less, `test/`.
+    for label in ["1", "7"] {
+        for (name, bytes) in digits("train", label, 30) {
+            sequencer += 1;
+            env.upload(&format!("datasets/tt/train/{label}/{name}"), &bytes, &format!("{sequencer:04}")).await;
+            carved += usize::from(snapshot::carved_into_val(&hex::encode(sha2::Sha256::digest(&bytes)), 0.1));
+        }
+        for (name, bytes) in digits("test", label, 3) {
+            sequencer += 1;
+            env.upload(&format!("datasets/tt/test/{label}/{name}"), &bytes, &format!("{sequencer:04}")).await;
+        }
+    }
+    assert!(carved > 0, "60 train images give some val at 10%");
+    let create = || snapshot::create(env.stack.table.as_ref(), env.stack.objects.as_ref(), "store", "tt", "now".into());
+    let snap = create().await.unwrap();
+    assert_eq!(snap.val_from_train, Some(0.1), "the descriptor records the carving");
+    assert_eq!(
+        (snap.samples_in(Split::Train), snap.samples_in(Split::Val), snap.samples_in(Split::Test)),
+        (60 - carved as u64, carved as u64, 6)
+    );
+    assert_eq!(create().await.unwrap().id, snap.id, "carved the same way every time");
+
+    // A `valid/` folder (Roboflow's name) is val: nothing is carved then.
+    let (name, bytes) = digits("val", "7", 1).remove(0);
+    env.upload(&format!("datasets/tt/valid/7/{name}"), &bytes, "9999").await;
+    let with_val = create().await.unwrap();
+    assert_eq!((with_val.val_from_train, with_val.samples_in(Split::Val), with_val.samples_in(Split::Train)), (None, 1, 60));
 }

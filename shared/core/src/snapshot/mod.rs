@@ -12,7 +12,7 @@
 //!
 //! [`baseline`] holds the feature histograms, [`sample`] the fetch of one entry's image.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -64,6 +64,16 @@ pub struct Snapshot {
     /// arrivals beyond it are the "new images" the continuous-training rule counts.
     #[serde(default)]
     pub arrivals: Option<u64>,
+    /// The share of train carved into val, when the dataset had no val images of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_from_train: Option<f64>,
+}
+
+impl Snapshot {
+    /// Samples of `split`, over every label.
+    pub fn samples_in(&self, split: Split) -> u64 {
+        self.counts.values().filter_map(|splits| splits.get(&split)).sum()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -122,7 +132,26 @@ pub async fn create(
     dataset: &str,
     created_at: String,
 ) -> Result<Snapshot, SnapshotError> {
-    create_in_parts(table, objects, bucket, dataset, created_at, PART_LINES).await
+    create_with(table, objects, bucket, dataset, created_at, SnapshotOptions::default()).await
+}
+
+/// The share of train that becomes val when a dataset has train images and no val images (public
+/// sets often come as `train/` and `test/` only), by default.
+pub const DEFAULT_VAL_FRACTION: f64 = 0.1;
+
+/// How a snapshot is cut.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SnapshotOptions {
+    /// Lines per manifest part.
+    pub part_lines: usize,
+    /// The share of train carved into val, by content hash, when the dataset has no val images.
+    pub val_fraction: f64,
+}
+
+impl Default for SnapshotOptions {
+    fn default() -> Self {
+        Self { part_lines: PART_LINES, val_fraction: DEFAULT_VAL_FRACTION }
+    }
 }
 
 /// [`create`] with parts of `part_lines` lines (tests use small parts).
@@ -134,12 +163,54 @@ pub async fn create_in_parts(
     created_at: String,
     part_lines: usize,
 ) -> Result<Snapshot, SnapshotError> {
+    create_with(table, objects, bucket, dataset, created_at, SnapshotOptions { part_lines, ..SnapshotOptions::default() }).await
+}
+
+/// Whether a train sample whose bytes hash to `sha256` (hex) goes to val when val is carved from
+/// train: from bytes 8 to 16 of the hash (the split of a sample without a split folder comes from
+/// bytes 0 to 8), so the same bytes always go the same way.
+pub fn carved_into_val(sha256: &str, fraction: f64) -> bool {
+    let bucket = sha256.get(16..32).and_then(|hex| u64::from_str_radix(hex, 16).ok()).unwrap_or(0) % 10_000;
+    (bucket as f64) < fraction * 10_000.0
+}
+
+/// The splits the dataset's accepted samples are in (a first, cheap pass: it stops once it saw
+/// all three).
+async fn splits_present(table: &dyn Table, dataset: &str) -> Result<BTreeSet<Split>, SnapshotError> {
+    let pk = dataset_pk(dataset);
+    let mut present = BTreeSet::new();
+    let mut pages = table.query_pages(&pk, IMAGE_SK_PREFIX);
+    while let Some(page) = pages.try_next().await? {
+        for item in &page {
+            let record: ImageRecord = item.to_record()?;
+            if let (ImageStatus::Accepted, Some(split)) = (record.status, record.split) {
+                present.insert(split);
+            }
+        }
+        if present.len() == Split::ALL.len() {
+            break;
+        }
+    }
+    Ok(present)
+}
+
+/// [`create`] cut as `options` say.
+pub async fn create_with(
+    table: &dyn Table,
+    objects: &dyn ObjectStore,
+    bucket: &str,
+    dataset: &str,
+    created_at: String,
+    options: SnapshotOptions,
+) -> Result<Snapshot, SnapshotError> {
     let arrivals = crate::catalog::accepted_arrivals(table, dataset).await?;
+    let present = splits_present(table, dataset).await?;
+    let carve_val = !present.contains(&Split::Val) && present.contains(&Split::Train) && options.val_fraction > 0.0;
     let mut writer = PartWriter {
         objects,
         bucket,
         dataset,
-        part_lines: part_lines.max(1),
+        part_lines: options.part_lines.max(1),
         buffer: Vec::new(),
         lines: 0,
         parts: Vec::new(),
@@ -159,6 +230,10 @@ pub async fn create_in_parts(
             if record.status != ImageStatus::Accepted {
                 continue;
             }
+            let split = match split {
+                Split::Train if carve_val && carved_into_val(&sha256, options.val_fraction) => Split::Val,
+                split => split,
+            };
             let line = ManifestLine { key: record.key.clone(), sha256, label: label.clone(), split, bytes: record.bytes };
             writer.push(&line).await?;
             *counts.entry(label).or_default().entry(split).or_default() += 1;
@@ -181,6 +256,7 @@ pub async fn create_in_parts(
         baseline,
         created_at,
         arrivals: Some(arrivals),
+        val_from_train: carve_val.then_some(options.val_fraction),
     };
     let descriptor = serde_json::to_vec_pretty(&snapshot).expect("a snapshot serialises");
     objects.put(bucket, &descriptor_key(dataset, &id), Bytes::from(descriptor)).await?;
