@@ -5,7 +5,7 @@
 # error (the lints are the workspace's `[workspace.lints]`). Plain `cargo test` is hermetic: the
 # AWS adapters' tests skip themselves, saying so. This script also checks the SAM template with cfn-lint and checkov (installed from PyPI into .venv-iac at the
 # pinned versions below), installs moto (an AWS-compatible server, from PyPI) at its pinned
-# version if it is missing or another version, starts moto_server on a free loopback port, runs
+# version if it is missing or another version, starts moto's server on a free loopback port, runs
 # the whole workspace with CVOPS_TEST_AWS_ENDPOINT pointing at it, and stops the server on the
 # way out, whatever happens.
 set -euo pipefail
@@ -50,7 +50,8 @@ fi
 port=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 log=$(mktemp -t moto.XXXXXX.log)
 echo "== starting moto_server on 127.0.0.1:$port (log: $log)"
-moto_server -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+# moto's own server, but answering one request at a time (see scripts/moto-server.py for why).
+"$python" scripts/moto-server.py 127.0.0.1 "$port" >"$log" 2>&1 &
 moto_pid=$!
 trap 'kill "$moto_pid" 2>/dev/null || true; wait "$moto_pid" 2>/dev/null || true' EXIT
 
