@@ -90,10 +90,10 @@ impl ApiError {
     }
 }
 
-/// The registry cannot be read: 503 `registry_unavailable` (a fixed message; the detail is logged).
+/// The registry cannot be read: answered as the model cache answers it (503 `registry_unavailable`).
 impl From<TableError> for ApiError {
     fn from(error: TableError) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "registry_unavailable", format!("the registry cannot be read: {error}"))
+        ModelsError::Registry(error).into()
     }
 }
 

@@ -213,8 +213,7 @@ pub trait TableExt: Table {
 
     /// Every item of a partition under a prefix, following the pages. Not for hot paths.
     async fn query_all(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>, TableError> {
-        let pages: Vec<Vec<Item>> = self.query_pages(pk, sk_prefix).try_collect().await?;
-        Ok(pages.into_iter().flatten().collect())
+        self.query_pages(pk, sk_prefix).try_concat().await
     }
 }
 
