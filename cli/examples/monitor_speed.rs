@@ -50,6 +50,8 @@ async fn main() -> anyhow::Result<()> {
         created_at: now.clone(),
         arrivals: Some(50_000),
         val_from_train: None,
+        boxes: None,
+        split_images: None,
     };
     platform.objects.put(STORE_BUCKET, &descriptor_key("bench", "bench"), Bytes::from(serde_json::to_vec(&snapshot)?)).await?;
     registry::remember_model(platform.table.as_ref(), "bench", &now).await?;

@@ -4,7 +4,10 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::anyhow;
-use cvops_core::catalog::{ImageRecord, ImageStatus, DATASETS_PK};
+use std::collections::BTreeMap;
+
+use cvops_core::annotation::{LabelRecord, LabelStatus, LabeledBox, RefusedAnnotation};
+use cvops_core::catalog::{class_names, label_records, ImageRecord, ImageStatus, DATASETS_PK};
 use cvops_core::ports::Table;
 
 use cvops_platform::LocalPlatform;
@@ -82,13 +85,31 @@ pub async fn datasets(data_dir: &Path, args: DatasetsArgs) -> anyhow::Result<Exi
 pub async fn images(data_dir: &Path, args: ImagesArgs) -> anyhow::Result<ExitCode> {
     let platform = LocalPlatform::open(data_dir)?;
     require_dataset(platform.table.as_ref(), &args.dataset).await?;
+    let labels = label_records(platform.table.as_ref(), &args.dataset).await?;
+    let labels: BTreeMap<&str, &LabelRecord> = labels.iter().map(|l| (l.key.as_str(), l)).collect();
+    let names = class_names(platform.table.as_ref(), &args.dataset).await?.map(|n| n.names).unwrap_or_default();
     let selected = records(platform.table.as_ref(), &args.dataset)
         .await?
         .into_iter()
         .filter(|r| args.label.as_ref().is_none_or(|l| r.label.as_ref() == Some(l)) && args.status.is_none_or(|s| r.status == s));
     for record in selected {
+        // A boxed image's boxes (in its pixels) and refused annotations, from its label file.
+        let label_file = record.labels_key.as_deref().and_then(|key| labels.get(key));
+        let boxes: Vec<LabeledBox> = label_file
+            .filter(|l| l.status == LabelStatus::Accepted)
+            .map(|l| {
+                let (w, h) = (record.width.unwrap_or(0), record.height.unwrap_or(0));
+                l.boxes.iter().map(|b| LabeledBox::new(b, &names, w, h)).collect()
+            })
+            .unwrap_or_default();
+        let refused: &[RefusedAnnotation] = label_file.map_or(&[], |l| &l.refused);
         if args.json {
-            println!("{}", serde_json::to_string(&record)?);
+            let mut line = serde_json::to_value(&record)?;
+            if record.labels_key.is_some() {
+                line["boxes"] = serde_json::to_value(&boxes)?;
+                line["refused_annotations"] = serde_json::to_value(refused)?;
+            }
+            println!("{line}");
         } else {
             let detail = match record.status {
                 ImageStatus::Accepted => match &record.near_duplicate_of {
@@ -109,6 +130,13 @@ pub async fn images(data_dir: &Path, args: ImagesArgs) -> anyhow::Result<ExitCod
                 record.key,
                 detail
             );
+            for b in &boxes {
+                let p = &b.bbox;
+                println!("          box {:<12} x {:.0} y {:.0} w {:.0} h {:.0}", b.label, p.x, p.y, p.width, p.height);
+            }
+            for r in refused {
+                println!("          refused line {} {}: {}", r.line, r.reason, r.message);
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

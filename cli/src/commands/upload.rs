@@ -6,20 +6,30 @@ use std::process::ExitCode;
 
 use anyhow::anyhow;
 use cvops_core::key::DatasetName;
-use cvops_platform::upload::{upload_dir, UploadProgress, UploadSummary};
+use cvops_platform::upload::{upload_dir_as, DatasetFormat, UploadProgress, UploadSummary};
 use cvops_platform::LocalPlatform;
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A folder of `<split>/<label>/<file>` or `<label>/<file>` (split: train, val or test).
+    /// A folder of `<split>/<label>/<file>` or `<label>/<file>` (split: train, val or test), or a
+    /// detection dataset: YOLO (data.yaml, images/<split>/, labels/<split>/), COCO
+    /// (<split>/_annotations.coco.json or annotations/instances_<split>.json) or Pascal VOC
+    /// (Annotations/, JPEGImages/, ImageSets/Main/<split>.txt).
     pub dir: PathBuf,
     /// The dataset to upload into (a-z, 0-9, '-', '_').
     #[arg(long)]
     pub dataset: String,
+    /// The folder's layout: imagefolder, yolo, coco or voc; found from the folder when omitted.
+    #[arg(long, value_parser = parse_format)]
+    pub format: Option<DatasetFormat>,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_format(s: &str) -> Result<DatasetFormat, String> {
+    DatasetFormat::parse(s).ok_or_else(|| format!("{s:?} is not a format; use imagefolder, yolo, coco or voc"))
 }
 
 pub fn print_summary(summary: &UploadSummary, dataset: &str) {
@@ -39,12 +49,25 @@ pub fn print_summary(summary: &UploadSummary, dataset: &str) {
     for (reason, n) in &summary.rejected {
         println!("  rejected {reason:<20} {n}");
     }
+    if summary.label_files > 0 || summary.classes.is_some() {
+        println!(
+            "  {} label files, {} boxes, {} annotations refused{}",
+            summary.label_files,
+            summary.boxes,
+            summary.refused_annotations.values().sum::<usize>(),
+            summary.classes.map(|n| format!(", {n} class names")).unwrap_or_default()
+        );
+        for (reason, n) in &summary.refused_annotations {
+            println!("  refused  {reason:<20} {n}");
+        }
+    }
 }
 
 pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let dataset = DatasetName::parse(&args.dataset).map_err(|e| anyhow!(e))?;
     let platform = LocalPlatform::open(data_dir)?;
-    let summary = upload(&platform, &dataset, &args.dir).await?;
+    let format = args.format.unwrap_or_else(|| DatasetFormat::detect(&args.dir));
+    let summary = upload_as(&platform, &dataset, &args.dir, format).await?;
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
@@ -53,9 +76,19 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     Ok(if summary.failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-/// [`upload_dir`] with a progress bar on the terminal.
+/// An upload in the layout found from the folder, with a progress bar on the terminal.
 pub async fn upload(platform: &LocalPlatform, dataset: &DatasetName, dir: &Path) -> anyhow::Result<UploadSummary> {
-    upload_dir(platform, dataset, dir, &mut Bar::new(dataset)).await
+    upload_as(platform, dataset, dir, DatasetFormat::detect(dir)).await
+}
+
+/// [`upload_dir_as`] with a progress bar on the terminal.
+pub async fn upload_as(
+    platform: &LocalPlatform,
+    dataset: &DatasetName,
+    dir: &Path,
+    format: DatasetFormat,
+) -> anyhow::Result<UploadSummary> {
+    upload_dir_as(platform, dataset, dir, format, &mut Bar::new(dataset)).await
 }
 
 /// The upload's progress bar; failures are printed above it.

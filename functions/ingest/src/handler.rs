@@ -1,15 +1,17 @@
 //! The ingest handler: S3 notices in, catalog records, index items and quarantined objects out.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use cvops_core::annotation::AnnotationCode;
 use cvops_core::catalog::{
     arrivals_pk, band_pk, bands, dataset_pk, duplicate_sk, duplicates_prefix, image_sk, quarantine_key, quarantine_sidecar_key,
     sha_sk, ImageRecord, ImageStatus, QuarantineSidecar, ARRIVALS_FIELD, ARRIVALS_SK, DATASETS_PK, NO_DATASET,
 };
 use cvops_core::clock::Clock;
 use cvops_core::failure::Retryable;
-use cvops_core::key::{ImageKey, Split};
+use cvops_core::key::{ImageKey, RawKey, Split};
 use cvops_core::ports::{Item, ObjectStore, ObjectStoreError, Ports, Table, TableError, TableExt};
 use cvops_core::reason::{ReasonCode, Rejection};
 use cvops_core::stats::hamming;
@@ -73,6 +75,30 @@ pub enum Outcome {
     Deleted {
         key: String,
     },
+    /// A label file read: its good boxes kept, its bad lines (if any) quarantined.
+    Labeled {
+        key: String,
+        dataset: String,
+        boxes: usize,
+        refused: BTreeMap<AnnotationCode, usize>,
+        /// False while the dataset has no `data.yaml`: class indices are checked when it comes.
+        classes_checked: bool,
+    },
+    /// A label file or `data.yaml` refused whole and quarantined.
+    LabelsRejected {
+        key: String,
+        dataset: String,
+        reason: AnnotationCode,
+        message: String,
+        quarantine_key: String,
+    },
+    /// A dataset's class names recorded; `checked` label files waiting for them were checked.
+    ClassNames {
+        key: String,
+        dataset: String,
+        classes: usize,
+        checked: usize,
+    },
     /// Nothing changed: a replay, an event older than what is recorded, a test event.
     Ignored {
         key: Option<String>,
@@ -83,10 +109,10 @@ pub enum Outcome {
 /// The ingest function, over any object store and table.
 #[derive(Debug, Clone)]
 pub struct Ingest {
-    objects: Arc<dyn ObjectStore>,
-    table: Arc<dyn Table>,
-    clock: Arc<dyn Clock>,
-    config: IngestConfig,
+    pub(crate) objects: Arc<dyn ObjectStore>,
+    pub(crate) table: Arc<dyn Table>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) config: IngestConfig,
 }
 
 impl Ingest {
@@ -159,6 +185,14 @@ impl Ingest {
     }
 
     async fn created(&self, notice: &Notice) -> Result<Outcome, IngestError> {
+        // Where the key puts the image: its label (classification), its split, its label file (detection).
+        let place = match RawKey::parse(&notice.key) {
+            Ok(RawKey::Labels(key)) => return self.labels_created(notice, key).await,
+            Ok(RawKey::ClassNames(dataset)) => return self.class_names_created(notice, dataset).await,
+            Ok(RawKey::Image(key)) => Ok((Some(key.label), key.split, None)),
+            Ok(RawKey::AnnotatedImage(key)) => Ok((None, Some(key.split), Some(key.labels_key()))),
+            Err(rejection) => Err(rejection),
+        };
         let dataset = catalog_dataset(&notice.key);
         let current = self.current(&dataset_pk(&dataset), &image_sk(&notice.key)).await?;
         if let Some((record, _)) = &current {
@@ -191,11 +225,12 @@ impl Ingest {
             notice.event_time.to_rfc3339(),
         );
 
-        let key = match ImageKey::parse(&notice.key) {
-            Ok(key) => key,
+        let (label, key_split, labels_key) = match place {
+            Ok(place) => place,
             Err(rejection) => return self.reject(notice, record, read_version, rejection).await,
         };
-        record.label = Some(key.label.clone());
+        record.label = label;
+        record.labels_key = labels_key;
         let data = match self.objects.get(&notice.bucket, &notice.key, self.config.limits.max_bytes).await {
             Ok(data) => data,
             Err(ObjectStoreError::NotFound { .. }) => {
@@ -213,7 +248,7 @@ impl Ingest {
         if let Some(rejection) = report.rejection.clone() {
             return self.reject(notice, record, read_version, rejection).await;
         }
-        let split = key.split.unwrap_or_else(|| Split::from_sha256(&report.sha256_bytes()));
+        let split = key_split.unwrap_or_else(|| Split::from_sha256(&report.sha256_bytes()));
         record.split = Some(split);
 
         if let Some(first) = self.claim_first_copy(&dataset, &report.sha256, &notice.key).await? {
@@ -336,7 +371,7 @@ impl Ingest {
     /// Deletes the raw original of a rejected upload, unless the key now holds newer bytes (a
     /// re-upload whose own event will follow); S3 has no conditional delete, so the etag is
     /// compared just before.
-    async fn remove_rejected_original(&self, notice: &Notice) -> Result<(), IngestError> {
+    pub(crate) async fn remove_rejected_original(&self, notice: &Notice) -> Result<(), IngestError> {
         match self.objects.head(&notice.bucket, &notice.key).await {
             Ok(meta) => {
                 let same = notice.etag.as_deref().is_none_or(|etag| etag == meta.etag.trim_matches('"'));
@@ -351,6 +386,16 @@ impl Ingest {
     }
 
     async fn removed(&self, notice: &Notice) -> Result<Outcome, IngestError> {
+        match RawKey::parse(&notice.key) {
+            Ok(RawKey::Labels(key)) => return self.labels_removed(notice, key).await,
+            Ok(RawKey::ClassNames(_)) => {
+                return Ok(ignored(
+                    notice,
+                    "the class names are kept for the labels that use them; upload a new data.yaml to change them",
+                ))
+            }
+            _ => {}
+        }
         let dataset = catalog_dataset(&notice.key);
         let current = self.current(&dataset_pk(&dataset), &image_sk(&notice.key)).await?;
         let (mut record, read_version) = match current {
@@ -447,7 +492,7 @@ impl Ingest {
         Ok(())
     }
 
-    async fn register_dataset(&self, dataset: &str) -> Result<(), IngestError> {
+    pub(crate) async fn register_dataset(&self, dataset: &str) -> Result<(), IngestError> {
         let item = Item::new(DATASETS_PK, dataset).with("created_at", self.clock.now().to_rfc3339());
         match self.table.put_if_absent(item).await {
             Ok(_) | Err(TableError::Conflict { .. }) => Ok(()),
@@ -457,11 +502,11 @@ impl Ingest {
 }
 
 /// The dataset a key's record is filed under: the one it names, or [`NO_DATASET`].
-fn catalog_dataset(key: &str) -> String {
+pub(crate) fn catalog_dataset(key: &str) -> String {
     ImageKey::dataset_of(key).map(|d| d.to_string()).unwrap_or_else(|| NO_DATASET.to_owned())
 }
 
-fn ignored(notice: &Notice, why: &str) -> Outcome {
+pub(crate) fn ignored(notice: &Notice, why: &str) -> Outcome {
     Outcome::Ignored { key: Some(notice.key.clone()), why: why.to_owned() }
 }
 

@@ -13,7 +13,9 @@
 //! point: a retry after a failure in between redoes the index writes, which are idempotent.
 
 pub mod config;
+pub mod data_yaml;
 pub mod handler;
+mod labels;
 pub mod notice;
 
 pub use config::IngestConfig;

@@ -12,12 +12,13 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::annotation::{ClassNamesRecord, LabelRecord};
 use crate::key::Split;
 use crate::ports::{Table, TableError, TableExt};
 use crate::reason::ReasonCode;
 pub use crate::schema::{
-    arrivals_pk, arrivals_shard_pk, band_pk, dataset_pk, duplicate_sk, duplicates_prefix, image_sk, quarantine_key,
-    quarantine_sidecar_key, sha_sk, ARRIVALS_SK, ARRIVAL_SHARDS, DATASETS_PK, IMAGE_SK_PREFIX,
+    arrivals_pk, arrivals_shard_pk, band_pk, dataset_pk, duplicate_sk, duplicates_prefix, image_sk, label_sk, quarantine_key,
+    quarantine_sidecar_key, sha_sk, ARRIVALS_SK, ARRIVAL_SHARDS, CLASS_NAMES_SK, DATASETS_PK, IMAGE_SK_PREFIX, LABEL_SK_PREFIX,
 };
 use crate::sequencer::Sequencer;
 use crate::validate::Format;
@@ -91,6 +92,10 @@ pub struct ImageRecord {
     pub message: Option<String>,
     /// For a rejected image: where the object and its `.reason.json` sidecar are, in the store bucket.
     pub quarantine_key: Option<String>,
+    /// For an image of a detection dataset: the key of the label file with its boxes (which
+    /// may arrive before or after it, or never: then it is a background image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels_key: Option<String>,
 }
 
 impl ImageRecord {
@@ -121,6 +126,7 @@ impl ImageRecord {
             reason: None,
             message: None,
             quarantine_key: None,
+            labels_key: None,
         }
     }
 }
@@ -141,6 +147,16 @@ pub fn bands(phash: u64) -> [u64; BANDS] {
 /// reports, never for hot paths.
 pub async fn images(table: &dyn Table, dataset: &str) -> Result<Vec<ImageRecord>, TableError> {
     table.query_all(&dataset_pk(dataset), IMAGE_SK_PREFIX).await?.iter().map(|item| item.to_record()).collect()
+}
+
+/// Every label-file record of `dataset`, in key order (none for a classification dataset).
+pub async fn label_records(table: &dyn Table, dataset: &str) -> Result<Vec<LabelRecord>, TableError> {
+    table.query_all(&dataset_pk(dataset), LABEL_SK_PREFIX).await?.iter().map(|item| item.to_record()).collect()
+}
+
+/// The class names of a detection dataset, once its `data.yaml` is in.
+pub async fn class_names(table: &dyn Table, dataset: &str) -> Result<Option<ClassNamesRecord>, TableError> {
+    table.get(&dataset_pk(dataset), CLASS_NAMES_SK).await?.map(|item| item.to_record()).transpose()
 }
 
 /// The names of the datasets, in order.

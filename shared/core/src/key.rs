@@ -3,6 +3,12 @@
 //! `datasets/<dataset>/<split>/<label>/<file>` or, without a split,
 //! `datasets/<dataset>/<label>/<file>`; then the split is assigned from the content hash
 //! ([`Split::from_sha256`]) so that identical bytes always land in the same split.
+//!
+//! A detection dataset is laid out as Ultralytics trains from it ([`RawKey`]):
+//! `datasets/<dataset>/images/<split>/<file>`, its boxes in
+//! `datasets/<dataset>/labels/<split>/<stem>.txt`, and the class names in
+//! `datasets/<dataset>/data.yaml`. `images` and `labels` can never be a split, so the two layouts
+//! never read one key two ways.
 
 use serde::{Deserialize, Serialize};
 
@@ -100,6 +106,89 @@ impl std::fmt::Display for Split {
     }
 }
 
+/// What a raw-bucket key is, by the layout it follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawKey {
+    /// A classified image: `datasets/<d>/[<split>/]<label>/<file>`.
+    Image(ImageKey),
+    /// An image whose objects are boxed: `datasets/<d>/images/<split>/<file>`.
+    AnnotatedImage(AnnotatedKey),
+    /// The boxes of the images with its stem: `datasets/<d>/labels/<split>/<stem>.txt`.
+    Labels(AnnotatedKey),
+    /// The class names of a detection dataset: `datasets/<d>/data.yaml`.
+    ClassNames(DatasetName),
+}
+
+/// The name of the class-names object at the root of a detection dataset.
+pub const CLASS_NAMES_FILE: &str = "data.yaml";
+
+impl RawKey {
+    /// Parses a decoded (not URL-encoded) object key.
+    pub fn parse(key: &str) -> Result<Self, Rejection> {
+        let Some(rest) = key.strip_prefix(DATASETS_PREFIX) else { return ImageKey::parse(key).map(RawKey::Image) };
+        let parts: Vec<&str> = rest.split('/').collect();
+        match parts.as_slice() {
+            [dataset, file] if *file == CLASS_NAMES_FILE => DatasetName::parse(dataset)
+                .map(RawKey::ClassNames)
+                .map_err(|e| Rejection::new(ReasonCode::BadKey, format!("key {key:?}: {e}"))),
+            [dataset, kind @ ("images" | "labels"), folder, file] => {
+                let bad = |why: String| {
+                    Rejection::new(
+                        ReasonCode::BadKey,
+                        format!(
+                            "key {key:?} {why}; boxed images go to datasets/<dataset>/images/<split>/<file>, their labels to datasets/<dataset>/labels/<split>/<stem>.txt (split: train, val (or valid, validation) or test)"
+                        ),
+                    )
+                };
+                let dataset = DatasetName::parse(dataset).map_err(&bad)?;
+                let split = Split::parse(folder)
+                    .ok_or_else(|| bad(format!("has {folder:?} where the split (train, val, valid, validation or test) goes")))?;
+                check_segment(file, "file name").map_err(&bad)?;
+                let annotated = AnnotatedKey { dataset, split, folder: (*folder).to_owned(), file: (*file).to_owned() };
+                if *kind == "images" {
+                    return Ok(RawKey::AnnotatedImage(annotated));
+                }
+                if !file.ends_with(".txt") || annotated.stem().is_empty() {
+                    return Err(bad("is a label file without the .txt extension".into()));
+                }
+                Ok(RawKey::Labels(annotated))
+            }
+            _ => ImageKey::parse(key).map(RawKey::Image),
+        }
+    }
+
+    pub fn dataset(&self) -> &DatasetName {
+        match self {
+            RawKey::Image(k) => &k.dataset,
+            RawKey::AnnotatedImage(k) | RawKey::Labels(k) => &k.dataset,
+            RawKey::ClassNames(d) => d,
+        }
+    }
+}
+
+/// A key of the detection layout: an image or a label file, under a split folder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnnotatedKey {
+    pub dataset: DatasetName,
+    pub split: Split,
+    /// The folder as written (`valid` stays `valid`): an image and its label file share it.
+    pub folder: String,
+    pub file: String,
+}
+
+impl AnnotatedKey {
+    /// The file name without its last extension: what an image and its label file share.
+    pub fn stem(&self) -> &str {
+        self.file.rsplit_once('.').map_or(self.file.as_str(), |(stem, _)| stem)
+    }
+
+    /// The key of the label file that holds this image's boxes, as Ultralytics finds it
+    /// (`images/` becomes `labels/`, the extension `.txt`).
+    pub fn labels_key(&self) -> String {
+        format!("{DATASETS_PREFIX}{}/labels/{}/{}.txt", self.dataset, self.folder, self.stem())
+    }
+}
+
 /// A raw-bucket key that follows the layout.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageKey {
@@ -117,7 +206,7 @@ impl ImageKey {
             Rejection::new(
                 ReasonCode::BadKey,
                 format!(
-                    "key {key:?} {why}; upload to datasets/<dataset>/<split>/<label>/<file> or datasets/<dataset>/<label>/<file> (split: train, val (or valid, validation) or test)"
+                    "key {key:?} {why}; upload to datasets/<dataset>/<split>/<label>/<file> or datasets/<dataset>/<label>/<file> (split: train, val (or valid, validation) or test); boxed images go to datasets/<dataset>/images/<split>/<file>"
                 ),
             )
         };
@@ -165,6 +254,26 @@ fn check_segment(s: &str, what: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn detection_keys_follow_the_ultralytics_layout() {
+        let RawKey::AnnotatedImage(image) = RawKey::parse("datasets/shelves/images/valid/a.b.jpg").unwrap() else { panic!() };
+        assert_eq!((image.split, image.folder.as_str(), image.stem()), (Split::Val, "valid", "a.b"));
+        assert_eq!(image.labels_key(), "datasets/shelves/labels/valid/a.b.txt");
+        let RawKey::Labels(labels) = RawKey::parse("datasets/shelves/labels/valid/a.b.txt").unwrap() else { panic!() };
+        assert_eq!((labels.stem(), labels.folder.as_str()), ("a.b", "valid"));
+        assert_eq!(
+            RawKey::parse("datasets/shelves/data.yaml").unwrap(),
+            RawKey::ClassNames(DatasetName::parse("shelves").unwrap())
+        );
+        assert!(matches!(RawKey::parse("datasets/pets/train/cat/a.jpg").unwrap(), RawKey::Image(_)));
+        assert!(matches!(RawKey::parse("datasets/pets/images/a.jpg").unwrap(), RawKey::Image(k) if k.label == "images"));
+        for bad in
+            ["datasets/s/labels/train/a.json", "datasets/s/images/holdout/a.jpg", "datasets/s/labels/train/.txt", "data.yaml"]
+        {
+            assert_eq!(RawKey::parse(bad).unwrap_err().reason, ReasonCode::BadKey, "{bad}");
+        }
+    }
 
     #[test]
     fn a_key_with_a_split_parses_into_its_parts() {

@@ -4,6 +4,8 @@
 //!   stable [`reason::ReasonCode`]s.
 //! - [`stats`]: brightness, contrast, sharpness and the 64-bit difference hash of a decoded image.
 //! - [`key`]: the object-key layout `datasets/<dataset>/<split>/<label>/<file>` as validated types.
+//! - [`annotation`]: boxes, the codes an annotation is refused with, label-file and class-name
+//!   records.
 //! - [`catalog`]: the catalog records ingest writes, and how they map onto table items.
 //! - [`ports`]: the small traits (object store, table, queue, job runner) that the functions are
 //!   written against; `cvops-local` and (later) `cvops-aws` implement them.
@@ -17,6 +19,7 @@
 //! Why the validator lives here and not in the ingest function: the CLI's `validate` command and
 //! the ingest Lambda must give the same answer for the same bytes, so both call this one function.
 
+pub mod annotation;
 pub mod catalog;
 pub mod clock;
 pub mod config;

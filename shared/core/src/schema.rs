@@ -8,6 +8,8 @@
 //! |---|---|---|---|
 //! | dataset names | `DATASETS` | `<dataset>` | `cvops datasets`, the monitor (query) |
 //! | image record | `DS#<dataset>` | `IMG#<key>` | snapshots, `cvops health` (query `IMG#`) |
+//! | label file record | `DS#<dataset>` | `LBL#<key>` | `cvops health`, snapshots (query `LBL#`); ingest (get) |
+//! | class names (`data.yaml`) | `DS#<dataset>` | `CLASSES` | ingest, `cvops health` (get) |
 //! | first copy of some bytes | `DS#<dataset>` | `SHA#<sha256>` | ingest's duplicate check (get) |
 //! | later copies of those bytes | `DS#<dataset>` | `DUP#<sha256>#<key>` | ingest, when the first goes (query) |
 //! | snapshot | `DS#<dataset>` | `SNAP#<id>` | dispatch-training (get) |
@@ -36,6 +38,8 @@ use crate::sequencer::Sequencer;
 
 pub const DATASETS_PK: &str = "DATASETS";
 pub const IMAGE_SK_PREFIX: &str = "IMG#";
+pub const LABEL_SK_PREFIX: &str = "LBL#";
+pub const CLASS_NAMES_SK: &str = "CLASSES";
 pub const ARRIVALS_SK: &str = "ACCEPTED";
 /// Items the accepted-arrivals counter of a dataset is spread over, so a bulk upload does not
 /// make one item hot.
@@ -47,6 +51,10 @@ pub fn dataset_pk(dataset: &str) -> String {
 
 pub fn image_sk(key: &str) -> String {
     format!("{IMAGE_SK_PREFIX}{key}")
+}
+
+pub fn label_sk(key: &str) -> String {
+    format!("{LABEL_SK_PREFIX}{key}")
 }
 
 pub fn sha_sk(sha256: &str) -> String {
@@ -195,8 +203,11 @@ mod tests {
         for prefix in [VERSION_SK_PREFIX, RUN_SK_PREFIX] {
             assert_eq!(model_partition.iter().filter(|sk| sk.starts_with(prefix)).count(), 1, "{prefix}");
         }
-        let dataset_partition = [image_sk("k"), sha_sk("s"), duplicate_sk("s", "k"), snapshot_sk("i")];
-        assert_eq!(dataset_partition.iter().filter(|sk| sk.starts_with(IMAGE_SK_PREFIX)).count(), 1);
+        let dataset_partition =
+            [image_sk("k"), label_sk("k"), CLASS_NAMES_SK.into(), sha_sk("s"), duplicate_sk("s", "k"), snapshot_sk("i")];
+        for prefix in [IMAGE_SK_PREFIX, LABEL_SK_PREFIX] {
+            assert_eq!(dataset_partition.iter().filter(|sk| sk.starts_with(prefix)).count(), 1, "{prefix}");
+        }
         assert_eq!(evaluation_key("m", 3), "registry/m/VER-000003/evaluation.json");
         assert_eq!(arrivals_pk("d", "ff00"), arrivals_shard_pk("d", 0xff % ARRIVAL_SHARDS));
     }

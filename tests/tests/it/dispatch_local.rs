@@ -233,3 +233,17 @@ async fn a_dataset_without_train_or_val_images_is_refused_before_any_run_saying_
     assert!(env.runs("m").await.is_empty(), "no run was created");
     assert_eq!(env.jobs.job_ids().len(), 0, "no job was submitted");
 }
+
+#[tokio::test]
+async fn a_dataset_of_boxes_is_refused_before_any_run_as_an_unsupported_task() {
+    let env = env().await;
+    let boxes = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../samplesets/bad/annotations");
+    upload_dir(&env.platform, &DatasetName::parse("boxes").unwrap(), &boxes, &mut ()).await.unwrap();
+    let response = env.dispatch.handle(&sqs_event(r#"{"dataset": "boxes", "model": "m"}"#, "boxes")).await.unwrap();
+    assert!(response.batch_item_failures.is_empty(), "refused, not retried");
+    let dead = env.dead_letters().await;
+    assert_eq!((dead.len(), dead[0].attributes["error_code"].as_str()), (1, "unsupported_task"));
+    assert!(dead[0].attributes["reason"].contains("cvops health --dataset boxes"), "{:?}", dead[0].attributes);
+    assert!(env.runs("m").await.is_empty(), "no run was created");
+    assert_eq!(env.jobs.job_ids().len(), 0, "no job was submitted");
+}

@@ -8,6 +8,8 @@ mod aws_dispatch;
 mod aws_ingest;
 mod aws_training;
 mod cli;
+mod detection_formats;
+mod detection_ingest;
 mod dispatch_local;
 mod drift_trials;
 mod hostile_bytes;

@@ -132,6 +132,43 @@ impl Baseline {
     }
 }
 
+/// The training distribution of the boxes of a detection snapshot, for monitoring to compare the
+/// served detections with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BoxBaseline {
+    pub boxes_per_image: Histogram,
+    /// The square root of the box's share of the image's area: its relative side, 0 to 1.
+    pub relative_size: Histogram,
+    /// log2 of width over height in pixels: 0 is square, 1 twice as wide as high.
+    pub log2_aspect: Histogram,
+    /// Boxes per class index.
+    pub classes: Vec<u64>,
+}
+
+impl BoxBaseline {
+    pub fn new(classes: usize) -> Self {
+        Self {
+            boxes_per_image: Histogram::new(Scale::Linear, 0.0, 32.0, 32),
+            relative_size: Histogram::new(Scale::Linear, 0.0, 1.0, 20),
+            log2_aspect: Histogram::new(Scale::Linear, -4.0, 4.0, 16),
+            classes: vec![0; classes],
+        }
+    }
+
+    /// Adds one image's boxes; `width` and `height` are the image's, in pixels.
+    pub fn add(&mut self, boxes: &[crate::annotation::BoundingBox], width: u32, height: u32) {
+        self.boxes_per_image.add(boxes.len() as f64);
+        for b in boxes {
+            self.relative_size.add((b.w * b.h).sqrt());
+            let px = b.in_pixels(width.max(1), height.max(1));
+            self.log2_aspect.add((px.width / px.height).log2());
+            if let Some(count) = self.classes.get_mut(b.class as usize) {
+                *count += 1;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
