@@ -17,6 +17,8 @@ python=${PYTHON:-python3}
 cfn_lint_version=1.58.0
 checkov_version=3.3.30
 moto_version=5.2.1
+# The COCO reference: a test loads cvops' COCO export with it and counts the boxes.
+pycocotools_version=2.0.11
 
 echo "== cargo fmt --check"
 cargo fmt --all --check
@@ -46,6 +48,12 @@ if ! command -v moto_server >/dev/null 2>&1 || ! "$python" -c "import moto.serve
     echo "== installing moto[server] $moto_version from PyPI"
     "$python" -m pip install --quiet --disable-pip-version-check "moto[server]==$moto_version"
 fi
+
+if [ "$(installed "$python" pycocotools)" != "$pycocotools_version" ]; then
+    echo "== installing pycocotools $pycocotools_version from PyPI"
+    "$python" -m pip install --quiet --disable-pip-version-check "pycocotools==$pycocotools_version"
+fi
+export CVOPS_TEST_PYCOCOTOOLS="$python"
 
 port=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 log=$(mktemp -t moto.XXXXXX.log)

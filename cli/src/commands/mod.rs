@@ -2,6 +2,7 @@
 
 pub mod catalog;
 pub mod demo;
+pub mod export;
 pub mod health;
 pub mod models;
 pub mod monitor;
@@ -39,7 +40,8 @@ pub struct Cli {
 pub enum Command {
     /// Validate image files as ingest would; exit 0 if all are valid, 1 if any is not, 2 on misuse.
     Validate(validate::Args),
-    /// Upload a folder of images into a dataset (each file triggers ingest, as an S3 upload would).
+    /// Upload a folder of images (classes, or boxes as YOLO, COCO or VOC) or a CSV/JSON Lines
+    /// manifest into a dataset (each file triggers ingest, as an S3 upload would).
     Upload(upload::Args),
     /// List the datasets with their counts.
     Datasets(catalog::DatasetsArgs),
@@ -49,6 +51,8 @@ pub enum Command {
     Health(health::Args),
     /// Freeze a dataset's accepted samples into an immutable snapshot with its feature baseline.
     Snapshot(snapshot::Args),
+    /// Write a snapshot out as files (imagefolder, yolo, coco or jsonl) to train from elsewhere.
+    Export(export::Args),
     /// Train a model on a dataset: a training request to the queue, a snapshot, a run, a job.
     Train(train::Args),
     /// List the training runs and their status.
@@ -91,6 +95,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Images(args) => catalog::images(&data_dir, args).await,
         Command::Health(args) => health::run(&data_dir, args).await,
         Command::Snapshot(args) => snapshot::run(&data_dir, args).await,
+        Command::Export(args) => export::run(&data_dir, args).await,
         Command::Train(args) => train::run(&data_dir, args).await,
         Command::Runs(args) => models::runs(&data_dir, args).await,
         Command::Models(args) => models::models(&data_dir, args).await,

@@ -15,12 +15,13 @@ pub struct Args {
     /// A folder of `<split>/<label>/<file>` or `<label>/<file>` (split: train, val or test), or a
     /// detection dataset: YOLO (data.yaml, images/<split>/, labels/<split>/), COCO
     /// (<split>/_annotations.coco.json or annotations/instances_<split>.json) or Pascal VOC
-    /// (Annotations/, JPEGImages/, ImageSets/Main/<split>.txt).
+    /// (Annotations/, JPEGImages/, ImageSets/Main/<split>.txt); or a manifest file (.csv:
+    /// path,label[,split]; .jsonl: {"path", "label"[, "split"]} or {"path", "split", "boxes"}).
     pub dir: PathBuf,
     /// The dataset to upload into (a-z, 0-9, '-', '_').
     #[arg(long)]
     pub dataset: String,
-    /// The folder's layout: imagefolder, yolo, coco or voc; found from the folder when omitted.
+    /// The layout: imagefolder, yolo, coco, voc or manifest; found from the folder when omitted.
     #[arg(long, value_parser = parse_format)]
     pub format: Option<DatasetFormat>,
     /// Print the summary as JSON.
@@ -29,7 +30,7 @@ pub struct Args {
 }
 
 fn parse_format(s: &str) -> Result<DatasetFormat, String> {
-    DatasetFormat::parse(s).ok_or_else(|| format!("{s:?} is not a format; use imagefolder, yolo, coco or voc"))
+    DatasetFormat::parse(s).ok_or_else(|| format!("{s:?} is not a format; use imagefolder, yolo, coco, voc or manifest"))
 }
 
 pub fn print_summary(summary: &UploadSummary, dataset: &str) {

@@ -21,6 +21,7 @@
 
 pub mod delivery;
 pub mod endpoint;
+pub mod export;
 pub mod job_host;
 pub mod platform;
 pub mod router;

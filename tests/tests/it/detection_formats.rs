@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use cvops_core::config::Vars;
 use cvops_core::key::DatasetName;
 use cvops_core::snapshot::{self, Snapshot};
+use cvops_platform::export::{export, ExportFormat, MANIFEST_FILE};
 use cvops_platform::upload::{upload_dir_as, DatasetFormat, UploadSummary};
-use cvops_platform::{LocalPlatform, STORE_BUCKET};
+use cvops_platform::{LocalPlatform, RAW_BUCKET, STORE_BUCKET};
 
 fn detect_digits() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../samplesets/detect-digits")
@@ -161,4 +162,118 @@ async fn coco_faults_reach_ingest_as_refusals_with_their_codes() {
     assert_eq!(health.class_names, vec!["one", "two"], "the placeholder category is no class");
     assert_eq!(health.rejected["label_without_image"], 2, "missing.jpg's and image 44's boxes");
     assert_eq!((health.images, health.background_images), (2, 1));
+}
+
+/// Exports `snap` of `platform` as `format`, uploads the export into a fresh platform's dataset
+/// of the same name, and returns the new snapshot's id and the export's folder.
+async fn export_and_reimport(
+    platform: &LocalPlatform,
+    snap: &Snapshot,
+    format: ExportFormat,
+    upload_as: DatasetFormat,
+) -> (String, tempfile::TempDir) {
+    let out = tempfile::tempdir().unwrap();
+    let (table, objects) = (platform.table.as_ref(), platform.objects.as_ref());
+    let summary = export(table, objects, RAW_BUCKET, STORE_BUCKET, &snap.id, format, out.path()).await.unwrap();
+    assert_eq!(summary.images, snap.samples, "{format:?}");
+    let source = match format {
+        ExportFormat::Jsonl => out.path().join(MANIFEST_FILE),
+        _ => out.path().to_owned(),
+    };
+    assert_eq!(DatasetFormat::detect(&source), upload_as, "{format:?}: the export is found to be what it is");
+    let data = tempfile::tempdir().unwrap();
+    let again = LocalPlatform::open_with(data.path(), Vars::from_pairs(&[])).unwrap();
+    let dataset = DatasetName::parse(&snap.dataset).unwrap();
+    let summary = upload_dir_as(&again, &dataset, &source, upload_as, &mut ()).await.unwrap();
+    assert_eq!((summary.failed, summary.rejected_total()), (0, 0), "{format:?}: {summary:?}");
+    let id = snapshot::create(again.table.as_ref(), again.objects.as_ref(), STORE_BUCKET, &snap.dataset, "later".into())
+        .await
+        .unwrap()
+        .id;
+    (id, out)
+}
+
+#[tokio::test]
+async fn a_detection_export_uploaded_again_gives_the_same_snapshot_in_every_format() {
+    let (total, _) = yolo_boxes();
+    let (_, snap, platform, _data) = snapshot_of(&detect_digits(), DatasetFormat::Yolo).await;
+    for (format, upload_as) in [
+        (ExportFormat::Yolo, DatasetFormat::Yolo),
+        (ExportFormat::Coco, DatasetFormat::Coco),
+        (ExportFormat::Jsonl, DatasetFormat::Manifest),
+    ] {
+        let (id, out) = export_and_reimport(&platform, &snap, format, upload_as).await;
+        assert_eq!(id, snap.id, "{format:?}");
+        if format == ExportFormat::Coco {
+            pycocotools_counts_the_boxes(out.path(), total);
+        }
+    }
+    let refused = export(
+        platform.table.as_ref(),
+        platform.objects.as_ref(),
+        RAW_BUCKET,
+        STORE_BUCKET,
+        &snap.id,
+        ExportFormat::Imagefolder,
+        tempfile::tempdir().unwrap().path(),
+    )
+    .await
+    .unwrap_err();
+    assert!(refused.to_string().contains("yolo, coco or jsonl"), "{refused}");
+}
+
+/// pycocotools (PyPI) loads the COCO export and counts the boxes the snapshot has. Run by the
+/// test script, which installs it and names its Python in CVOPS_TEST_PYCOCOTOOLS.
+fn pycocotools_counts_the_boxes(export: &Path, boxes: u64) {
+    let Ok(python) = std::env::var("CVOPS_TEST_PYCOCOTOOLS") else {
+        eprintln!("skipped: pycocotools' check of the COCO export (set CVOPS_TEST_PYCOCOTOOLS to a Python with pycocotools)");
+        return;
+    };
+    let script = "import glob, sys\nfrom pycocotools.coco import COCO\nn = 0\nimages = 0\nfor f in sorted(glob.glob(sys.argv[1] + '/annotations/instances_*.json')):\n    c = COCO(f)\n    n += len(c.getAnnIds())\n    images += len(c.getImgIds())\nprint(n, images)\n";
+    let output = std::process::Command::new(python).args(["-c", script]).arg(export).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let counts: Vec<u64> = stdout.lines().last().unwrap().split(' ').map(|n| n.parse().unwrap()).collect();
+    assert_eq!(counts, vec![boxes, 800], "pycocotools' count of boxes and images");
+}
+
+#[tokio::test]
+async fn a_classification_export_and_a_csv_manifest_give_the_folder_upload_snapshot() {
+    // Two digits of each split, with split folders, and one label without (split by hash).
+    let folder = tempfile::tempdir().unwrap();
+    let digits = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samplesets/digits");
+    let mut csv = String::from("path,label,split\n");
+    for split in ["train", "val", "test"] {
+        for digit in ["3", "8"] {
+            for entry in std::fs::read_dir(digits.join(split).join(digit)).unwrap().take(4) {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+                std::fs::create_dir_all(folder.path().join(split).join(digit)).unwrap();
+                std::fs::copy(&path, folder.path().join(split).join(digit).join(&name)).unwrap();
+                csv.push_str(&format!("{split}/{digit}/{name},{digit},{split}\n"));
+            }
+        }
+    }
+    for entry in std::fs::read_dir(digits.join("train/5")).unwrap().take(5) {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        std::fs::create_dir_all(folder.path().join("5")).unwrap();
+        std::fs::copy(&path, folder.path().join("5").join(&name)).unwrap();
+        csv.push_str(&format!("\"5/{name}\",5\n"));
+    }
+    let (_, snap, platform, _data) = snapshot_of(folder.path(), DatasetFormat::Imagefolder).await;
+    assert!(!snap.is_detection());
+
+    let manifest = folder.path().join("images.csv");
+    std::fs::write(&manifest, csv).unwrap();
+    assert_eq!(DatasetFormat::detect(&manifest), DatasetFormat::Manifest);
+    let (_, from_csv, ..) = snapshot_of(&manifest, DatasetFormat::Manifest).await;
+    assert_eq!(from_csv.id, snap.id, "the CSV manifest gives the folder's snapshot");
+
+    for (format, upload_as) in
+        [(ExportFormat::Imagefolder, DatasetFormat::Imagefolder), (ExportFormat::Jsonl, DatasetFormat::Manifest)]
+    {
+        let (id, _) = export_and_reimport(&platform, &snap, format, upload_as).await;
+        assert_eq!(id, snap.id, "{format:?}");
+    }
 }

@@ -110,6 +110,12 @@ impl BoundingBox {
     pub fn yolo_line(&self) -> String {
         format!("{} {:.6} {:.6} {:.6} {:.6}", self.class, self.cx, self.cy, self.w, self.h)
     }
+
+    /// The YOLO label line with every digit the numbers need to read back as themselves: what
+    /// an export writes, so that importing it gives the same boxes.
+    pub fn yolo_line_exact(&self) -> String {
+        format!("{} {} {} {} {}", self.class, self.cx, self.cy, self.w, self.h)
+    }
 }
 
 /// A box as a person reads it: its class name and its place in the image's pixels.

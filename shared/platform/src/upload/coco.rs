@@ -79,30 +79,32 @@ fn missing_bbox() -> Result<[f64; 4], String> {
     Err("none".into())
 }
 
-/// The COCO files under `dir`: (split, file, the folder its images may be in).
-pub fn coco_files(dir: &Path) -> Vec<(Split, PathBuf)> {
+/// The COCO files under `dir`, each with the split folder its images go to.
+pub fn coco_files(dir: &Path) -> Vec<(String, PathBuf)> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let roboflow = entry.path().join("_annotations.coco.json");
-        if let (Some(split), true) = (Split::parse(&name), roboflow.is_file()) {
-            found.push((split, roboflow));
+        if Split::parse(&name).is_some() && roboflow.is_file() {
+            found.push((name, roboflow));
         }
     }
     for entry in std::fs::read_dir(dir.join("annotations")).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let split = name.strip_prefix("instances_").and_then(|n| n.strip_suffix(".json")).and_then(split_of);
-        if let Some(split) = split {
-            found.push((split, entry.path()));
+        let folder = name.strip_prefix("instances_").and_then(|n| n.strip_suffix(".json")).and_then(split_folder);
+        if let Some(folder) = folder {
+            found.push((folder, entry.path()));
         }
     }
     found.sort();
     found
 }
 
-/// `train2017` is train: COCO's own folders carry the year.
-fn split_of(name: &str) -> Option<Split> {
-    Split::parse(name.trim_end_matches(|c: char| c.is_ascii_digit()))
+/// The split folder of `instances_<name>.json`: `train2017` is train, as COCO names it with the
+/// year.
+fn split_folder(name: &str) -> Option<String> {
+    let folder = name.trim_end_matches(|c: char| c.is_ascii_digit());
+    Split::parse(folder).map(|_| folder.to_owned())
 }
 
 pub fn convert(dir: &Path) -> anyhow::Result<Converted> {
@@ -115,7 +117,7 @@ pub fn convert(dir: &Path) -> anyhow::Result<Converted> {
     }
     let mut converted = Converted::default();
     let mut names: Option<Vec<(u64, String)>> = None;
-    for (split, path) in files {
+    for (folder_name, path) in files {
         let file = std::fs::File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
         let coco: CocoFile = serde_json::from_reader(std::io::BufReader::with_capacity(1 << 20, file))
             .with_context(|| format!("{} is not a COCO file", path.display()))?;
@@ -166,19 +168,20 @@ pub fn convert(dir: &Path) -> anyhow::Result<Converted> {
             let name = file.rsplit('/').next().unwrap_or(&file).to_owned();
             let candidates = [
                 folder.join(&file),
-                dir.join(split.as_str()).join(&file),
+                dir.join(&folder_name).join(&file),
                 dir.join(path_stem_folder(&path)).join(&file),
-                dir.join("images").join(split.as_str()).join(&file),
+                dir.join("images").join(&folder_name).join(&file),
                 dir.join("images").join(path_stem_folder(&path)).join(&file),
                 dir.join("images").join(&file),
                 dir.join(&file),
             ];
             let on_disk = candidates.into_iter().find(|p| p.is_file());
-            converted.images.push(ConvertedImage { split, file: name, path: on_disk, lines: lines.remove(&image.id) });
+            let lines = lines.remove(&image.id);
+            converted.images.push(ConvertedImage { folder: folder_name.clone(), file: name, path: on_disk, lines });
         }
         for (image_id, orphan) in lines {
             converted.images.push(ConvertedImage {
-                split,
+                folder: folder_name.clone(),
                 file: format!("coco-image-{image_id}.jpg"),
                 path: None,
                 lines: Some(orphan),

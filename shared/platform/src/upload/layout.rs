@@ -31,6 +31,8 @@ pub enum DatasetFormat {
     Yolo,
     Coco,
     Voc,
+    /// A CSV or JSON Lines file listing the images (see [`super::manifest`]).
+    Manifest,
 }
 
 impl DatasetFormat {
@@ -40,6 +42,7 @@ impl DatasetFormat {
             "yolo" => Some(Self::Yolo),
             "coco" => Some(Self::Coco),
             "voc" => Some(Self::Voc),
+            "manifest" => Some(Self::Manifest),
             _ => None,
         }
     }
@@ -50,13 +53,16 @@ impl DatasetFormat {
             Self::Yolo => "yolo",
             Self::Coco => "coco",
             Self::Voc => "voc",
+            Self::Manifest => "manifest",
         }
     }
 
-    /// The layout of `dir`: YOLO when a YAML file with `names` sits at its top, then COCO when
+    /// The layout of `dir`: a manifest when it is a `.csv` or `.jsonl` file, YOLO when a YAML file with `names` sits at its top, then COCO when
     /// it holds COCO files, VOC when it has `Annotations/` and `JPEGImages/`, else imagefolder.
     pub fn detect(dir: &Path) -> Self {
-        if yaml_files(dir).iter().any(|path| std::fs::read(path).is_ok_and(|bytes| parse_data_yaml(&bytes).is_ok())) {
+        if super::manifest::is_manifest(dir) {
+            Self::Manifest
+        } else if yaml_files(dir).iter().any(|path| std::fs::read(path).is_ok_and(|bytes| parse_data_yaml(&bytes).is_ok())) {
             Self::Yolo
         } else if !super::coco::coco_files(dir).is_empty() {
             Self::Coco
@@ -89,11 +95,12 @@ pub fn plan(dataset: &DatasetName, dir: &Path, format: DatasetFormat) -> anyhow:
         DatasetFormat::Yolo => plan_yolo(dataset, dir),
         DatasetFormat::Coco => plan_converted(dataset, super::coco::convert(dir)?),
         DatasetFormat::Voc => plan_converted(dataset, super::voc::convert(dir)?),
+        DatasetFormat::Manifest => super::manifest::plan_manifest(dataset, dir),
     }
 }
 
-/// A detection dataset read from another format: its class names and, per image, its split, file
-/// name, where it is on disk (none when missing: its label file is then one without an image)
+/// A detection dataset read from another format: its class names and, per image, its split
+/// folder, file name, where it is on disk (none when missing: its label file is then one without an image)
 /// and its YOLO label lines (none: no label file, a background image).
 #[derive(Debug, Default)]
 pub struct Converted {
@@ -103,7 +110,8 @@ pub struct Converted {
 
 #[derive(Debug)]
 pub struct ConvertedImage {
-    pub split: Split,
+    /// The split folder, as the source names it (`valid` stays `valid`).
+    pub folder: String,
     pub file: String,
     pub path: Option<PathBuf>,
     pub lines: Option<Vec<String>>,
@@ -117,9 +125,9 @@ fn plan_converted(dataset: &DatasetName, converted: Converted) -> anyhow::Result
     let mut puts = vec![Put { key: format!("datasets/{dataset}/{CLASS_NAMES_FILE}"), source: Source::Bytes(names) }];
     let mut seen = BTreeSet::new();
     for image in converted.images {
-        let folder = image.split.as_str();
+        let folder = image.folder;
         let file = image.file.replace('/', "_");
-        if !seen.insert((folder, file.clone())) {
+        if !seen.insert((folder.clone(), file.clone())) {
             continue;
         }
         if let Some(path) = image.path {

@@ -18,6 +18,7 @@ use crate::router::route;
 
 mod coco;
 pub mod layout;
+mod manifest;
 mod voc;
 
 pub use layout::{plan, DatasetFormat, Put, Source};

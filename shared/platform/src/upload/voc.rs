@@ -125,7 +125,7 @@ pub fn convert(dir: &Path) -> anyhow::Result<Converted> {
             ["jpg", "jpeg", "png"].iter().map(|ext| dir.join("JPEGImages").join(format!("{id}.{ext}"))).find(|p| p.is_file());
         let name = image.as_ref().and_then(|p| p.file_name()).and_then(|n| n.to_str()).map_or(format!("{id}.jpg"), str::to_owned);
         let split = split_of.get(id).copied().unwrap_or(Split::Train);
-        converted.images.push(ConvertedImage { split, file: name, path: image, lines: Some(lines) });
+        converted.images.push(ConvertedImage { folder: split.as_str().to_owned(), file: name, path: image, lines: Some(lines) });
     }
     Ok(converted)
 }
