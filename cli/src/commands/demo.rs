@@ -1,5 +1,6 @@
 //! `cvops demo`: the tour a newcomer takes first. A fresh platform, the digits sample set and the
-//! bad files uploaded through the same path an S3 upload takes, the dataset's health, then a model
+//! bad files uploaded through the same path an S3 upload takes, the dataset's health, a detection
+//! dataset's health beside it (the detect-digits set and a label fault of every kind), then a model
 //! trained, registered and promoted as `cvops train --wait` does it, and its evaluation; then the
 //! model served over HTTP, with the test digits sent through it; the monitor's report on that
 //! traffic (OK), then on the digits inverted (DRIFT) and the retraining request it sent.
@@ -9,11 +10,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use cvops_core::catalog::{class_names, label_records};
 use cvops_core::key::DatasetName;
 use cvops_core::registry;
 
 use super::catalog::records;
-use super::health::{self, DatasetHealth};
+use super::health::{self, DatasetHealth, DetectionHealth};
 use super::monitor;
 use super::traffic;
 use super::train;
@@ -28,7 +30,7 @@ pub const DEFAULT_DEMO_DIR: &str = ".cvops-demo";
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The sample sets (digits/ and bad/).
+    /// The sample sets (digits/, detect-digits/ and bad/).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../samplesets"))]
     pub samples: PathBuf,
     /// Training epochs [default: the trainer's, which reaches 97% on the digits].
@@ -43,7 +45,8 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     fresh_dir(data_dir)?;
     let digits = args.samples.join("digits");
     let bad = args.samples.join("bad").join("upload");
-    for dir in [&digits, &bad] {
+    let boxes = args.samples.join("detect-digits");
+    for dir in [&digits, &bad, &boxes] {
         if !dir.is_dir() {
             bail!("sample set {} is missing; run the demo from a cvops checkout or pass --samples", dir.display());
         }
@@ -62,7 +65,23 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let records = records(platform.table.as_ref(), "digits").await?;
     health::print(&DatasetHealth::of("digits", &records));
 
-    println!("\n4. train a model on `digits`: a request through the training queue, a snapshot, a run, a job");
+    println!(
+        "\n4. boxes too: the detect-digits sample set (YOLO, {}) and a label fault of every kind, as dataset `boxes`",
+        boxes.display()
+    );
+    let boxes_dataset = DatasetName::parse("boxes").expect("a valid name");
+    print_summary(&upload(&platform, &boxes_dataset, &boxes).await?, "boxes");
+    print_summary(&upload(&platform, &boxes_dataset, &args.samples.join("bad").join("annotations")).await?, "boxes");
+    println!();
+    let table = platform.table.as_ref();
+    health::print_detection(&DetectionHealth::of(
+        "boxes",
+        &super::catalog::records(table, "boxes").await?,
+        &label_records(table, "boxes").await?,
+        class_names(table, "boxes").await?.as_ref(),
+    ));
+
+    println!("\n5. train a model on `digits`: a request through the training queue, a snapshot, a run, a job");
     let train =
         train::Args { dataset: "digits".into(), model: None, epochs: args.epochs, set: args.set, snapshot: None, wait: true };
     let mut request = train.request();
@@ -70,7 +89,7 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let run = train::submit(&platform, &request).await?;
     let versions = train::wait(&platform, &run).await?;
 
-    println!("\n5. register-model verified the model, evaluated it on the snapshot's test split, and versioned it\n");
+    println!("\n6. register-model verified the model, evaluated it on the snapshot's test split, and versioned it\n");
     for version in &versions {
         train::print_version(version);
         if let Some(evaluation) = &version.evaluation {
@@ -83,7 +102,7 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     }
 
     println!(
-        "\n6. serve the production model over HTTP (the router the infer Lambda runs) and send it the 1,000 val and test digits"
+        "\n7. serve the production model over HTTP (the router the infer Lambda runs) and send it the 1,000 val and test digits"
     );
     let endpoint = LocalEndpoint::new(&platform, None, Duration::from_secs(2))?;
     let feed = endpoint.feed.clone();
@@ -111,10 +130,10 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     };
     traffic::send(&client, "digits", pinned, &held_out, Ok).await?.print("the val and test digits");
 
-    println!("\n7. the monitor: that traffic against the baseline of the snapshot the model was trained on\n");
+    println!("\n8. the monitor: that traffic against the baseline of the snapshot the model was trained on\n");
     monitor_now(&platform, &feed).await?;
 
-    println!("\n8. a shifted stream: the same digits inverted (white paper, dark ink), as a new scanner might send them\n");
+    println!("\n9. a shifted stream: the same digits inverted (white paper, dark ink), as a new scanner might send them\n");
     traffic::send(&client, "digits", pinned, &held_out, invert).await?.print("the inverted digits");
     println!();
     monitor_now(&platform, &feed).await?;

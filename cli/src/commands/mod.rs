@@ -79,7 +79,7 @@ pub enum Command {
     /// bucket's folder. Ctrl-C stops it cleanly.
     Up(up::Args),
     /// The tour: upload the digits sample set and the bad files into a fresh data directory, print
-    /// the dataset's health, train a model, register and promote it, print its evaluation.
+    /// the dataset's health and a detection dataset's, train a model, register and promote it, print its evaluation.
     Demo(demo::Args),
     /// A local training job (started by `cvops train` with a Batch job's environment).
     #[command(name = cvops_platform::JOB_SUBCOMMAND, hide = true)]

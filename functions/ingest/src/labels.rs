@@ -22,6 +22,7 @@ use cvops_core::catalog::{
 use cvops_core::key::{AnnotatedKey, DatasetName};
 use cvops_core::ports::{Item, ObjectStoreError, TableError, TableExt};
 use cvops_core::sequencer::Sequencer;
+use futures::TryStreamExt;
 use tracing::info;
 
 use crate::data_yaml::{parse_data_yaml, MAX_DATA_YAML_BYTES};
@@ -41,8 +42,15 @@ impl Ingest {
                 return Ok(ignored(notice, "a newer event for this key was already applied"));
             }
             if record.sequencer == notice.sequencer {
-                if record.status == LabelStatus::Rejected {
-                    self.remove_rejected_original(notice).await?;
+                // Applied before: finish what may have failed after the record was written.
+                match record.status {
+                    LabelStatus::Rejected => self.remove_rejected_original(notice).await?,
+                    LabelStatus::Accepted if !record.classes_checked => {
+                        if let Some(names) = self.known_names(&dataset).await? {
+                            self.check_classes_of(&notice.bucket, &pk, &sk, &names).await?;
+                        }
+                    }
+                    _ => {}
                 }
                 return Ok(ignored(notice, "this event was already applied"));
             }
@@ -51,23 +59,8 @@ impl Ingest {
         if current.is_none() {
             self.register_dataset(&dataset).await?;
         }
-        let mut record = LabelRecord {
-            key: notice.key.clone(),
-            dataset: dataset.clone(),
-            status: LabelStatus::Accepted,
-            sequencer: notice.sequencer.clone(),
-            uploaded_at: notice.event_time.to_rfc3339(),
-            split: key.split,
-            folder: key.folder.clone(),
-            stem: key.stem().to_owned(),
-            boxes: Vec::new(),
-            lines: Vec::new(),
-            refused: Vec::new(),
-            classes_checked: false,
-            reason: None,
-            message: None,
-            quarantine_key: None,
-        };
+        let uploaded_at = notice.event_time.to_rfc3339();
+        let mut record = LabelRecord::blank(&key, &notice.key, LabelStatus::Accepted, notice.sequencer.clone(), uploaded_at);
         let data = match self.objects.get(&notice.bucket, &notice.key, MAX_LABEL_FILE_BYTES).await {
             Ok(data) => data,
             Err(ObjectStoreError::NotFound { .. }) => {
@@ -83,8 +76,8 @@ impl Ingest {
             Ok(parsed) => parsed,
             Err(message) => return self.reject_labels(notice, read_version, record, message).await,
         };
-        if let Some(names) = class_names(self.table.as_ref(), &dataset).await?.filter(|n| !n.names.is_empty()) {
-            parsed.check_classes(&names.names);
+        if let Some(names) = self.known_names(&dataset).await? {
+            parsed.check_classes(&names);
             record.classes_checked = true;
         }
         (record.boxes, record.lines, record.refused) = (parsed.boxes, parsed.lines, parsed.refused);
@@ -96,8 +89,8 @@ impl Ingest {
         self.table.put_if_unchanged(item, read_version).await?;
         if !record.classes_checked {
             // The names may have come in while this ran (see the module's doc).
-            if let Some(names) = class_names(self.table.as_ref(), &dataset).await?.filter(|n| !n.names.is_empty()) {
-                if let Some(checked) = self.check_classes_of(&notice.bucket, &pk, &sk, &names.names).await? {
+            if let Some(names) = self.known_names(&dataset).await? {
+                if let Some(checked) = self.check_classes_of(&notice.bucket, &pk, &sk, &names).await? {
                     record = checked;
                 }
             }
@@ -121,23 +114,13 @@ impl Ingest {
             Some((record, version)) => (record, Some(version)),
             // A tombstone, so that a late create event cannot bring the file back.
             None => (
-                LabelRecord {
-                    key: notice.key.clone(),
-                    dataset,
-                    status: LabelStatus::Deleted,
-                    sequencer: notice.sequencer.clone(),
-                    uploaded_at: notice.event_time.to_rfc3339(),
-                    split: key.split,
-                    folder: key.folder.clone(),
-                    stem: key.stem().to_owned(),
-                    boxes: Vec::new(),
-                    lines: Vec::new(),
-                    refused: Vec::new(),
-                    classes_checked: false,
-                    reason: None,
-                    message: None,
-                    quarantine_key: None,
-                },
+                LabelRecord::blank(
+                    &key,
+                    &notice.key,
+                    LabelStatus::Deleted,
+                    notice.sequencer.clone(),
+                    notice.event_time.to_rfc3339(),
+                ),
                 None,
             ),
         };
@@ -161,8 +144,21 @@ impl Ingest {
             None => None,
         };
         if let Some((record, _)) = &current {
-            if record.sequencer >= notice.sequencer {
-                return Ok(ignored(notice, "this or a newer event for this key was already applied"));
+            if record.sequencer > notice.sequencer {
+                return Ok(ignored(notice, "a newer event for this key was already applied"));
+            }
+            if record.sequencer == notice.sequencer {
+                // Applied before: finish what may have failed after the names were written.
+                if record.reason.is_some() {
+                    self.remove_rejected_original(notice).await?;
+                    return Ok(ignored(notice, "this event was already applied"));
+                }
+                let checked = self.check_waiting_labels(&notice.bucket, &pk, &record.names).await?;
+                if checked == 0 {
+                    return Ok(ignored(notice, "this event was already applied"));
+                }
+                let (key, classes) = (notice.key.clone(), record.names.len());
+                return Ok(Outcome::ClassNames { key, dataset, classes, checked });
             }
         }
         let read_version = current.as_ref().map(|(_, version)| *version);
@@ -217,15 +213,24 @@ impl Ingest {
         };
         record.names = names;
         self.table.put_if_unchanged(Item::from_record(&pk, CLASS_NAMES_SK, &record)?, read_version).await?;
-        let mut checked = 0;
-        for item in self.table.query_all(&pk, LABEL_SK_PREFIX).await? {
-            let waiting: LabelRecord = item.to_record()?;
-            if waiting.status == LabelStatus::Accepted && !waiting.classes_checked {
-                checked += usize::from(self.check_classes_of(&notice.bucket, &pk, &item.sk, &record.names).await?.is_some());
-            }
-        }
+        let checked = self.check_waiting_labels(&notice.bucket, &pk, &record.names).await?;
         info!(classes = record.names.len(), checked, "class names recorded");
         Ok(Outcome::ClassNames { key: notice.key.clone(), dataset, classes: record.names.len(), checked })
+    }
+
+    /// Checks the classes of every label file of the dataset (`pk`) that waits for them; how many.
+    async fn check_waiting_labels(&self, bucket: &str, pk: &str, names: &[String]) -> Result<usize, IngestError> {
+        let mut checked = 0;
+        let mut pages = self.table.query_pages(pk, LABEL_SK_PREFIX);
+        while let Some(page) = pages.try_next().await? {
+            for item in &page {
+                let waiting: LabelRecord = item.to_record()?;
+                if waiting.status == LabelStatus::Accepted && !waiting.classes_checked {
+                    checked += usize::from(self.check_classes_of(bucket, pk, &item.sk, names).await?.is_some());
+                }
+            }
+        }
+        Ok(checked)
     }
 
     /// Checks the class indices of a label record that has not been checked yet, quarantining
@@ -331,6 +336,11 @@ impl Ingest {
         let sidecar = serde_json::to_vec_pretty(&sidecar).expect("the sidecar serialises");
         self.objects.put(&self.config.store_bucket, &quarantine_sidecar_key(&quarantined), Bytes::from(sidecar)).await?;
         Ok(Some(quarantined))
+    }
+
+    /// The dataset's class names, once a good `data.yaml` is in.
+    async fn known_names(&self, dataset: &str) -> Result<Option<Vec<String>>, IngestError> {
+        Ok(class_names(self.table.as_ref(), dataset).await?.map(|n| n.names).filter(|names| !names.is_empty()))
     }
 
     async fn current_labels(&self, pk: &str, sk: &str) -> Result<Option<(LabelRecord, u64)>, IngestError> {

@@ -146,3 +146,33 @@ async fn slow_ports_only_slow_ingest_down() {
     let outcomes = env.ingest.handle(&event("datasets/digits/0/slow.png", "00C0")).await.unwrap();
     assert!(matches!(outcomes[0], cvops_ingest::Outcome::Accepted { .. }), "{outcomes:?}");
 }
+
+const NAMES: &[u8] = b"names: [zero, one]\n";
+/// A good box, a malformed line and an unknown class.
+const LABELS: &[u8] = b"0 0.5 0.5 0.2 0.2\n1 0.5\n5 0.2 0.2 0.1 0.1\n";
+
+#[tokio::test]
+async fn a_failure_anywhere_while_reading_a_label_file_is_repaired_by_a_retry() {
+    let calls = every_failure_is_repaired_by_a_retry(
+        &[("datasets/digits/data.yaml", NAMES), ("datasets/digits/images/train/a.png", DIGIT)],
+        "datasets/digits/labels/train/a.txt",
+        LABELS,
+    )
+    .await;
+    eprintln!("label file: every one of {calls} calls failed in turn");
+}
+
+#[tokio::test]
+async fn a_failure_anywhere_while_class_names_check_a_waiting_label_file_is_repaired_by_a_retry() {
+    let (clean, _) = run(&[("datasets/digits/labels/train/a.txt", LABELS)], "datasets/digits/data.yaml", NAMES, None).await;
+    let record = &clean["table/DS#digits/LBL#datasets/digits/labels/train/a.txt"];
+    assert_eq!(record["classes_checked"], true, "{record}");
+    assert_eq!(record["refused"].as_array().unwrap().len(), 2, "{record}");
+    let calls = every_failure_is_repaired_by_a_retry(
+        &[("datasets/digits/labels/train/a.txt", LABELS)],
+        "datasets/digits/data.yaml",
+        NAMES,
+    )
+    .await;
+    eprintln!("class names: every one of {calls} calls failed in turn");
+}

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{AnnotationCode, BoundingBox, RefusedAnnotation};
-use crate::key::Split;
+use crate::key::{AnnotatedKey, Split};
 use crate::sequencer::Sequencer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -49,6 +49,29 @@ pub struct LabelRecord {
     /// Where the file and its `.reason.json` sidecar are in the store bucket, when any of it
     /// was refused.
     pub quarantine_key: Option<String>,
+}
+
+impl LabelRecord {
+    /// A record of `status` with no boxes, for the label file at `key`; the caller fills it.
+    pub fn blank(key: &AnnotatedKey, raw_key: &str, status: LabelStatus, sequencer: Sequencer, uploaded_at: String) -> Self {
+        Self {
+            key: raw_key.to_owned(),
+            dataset: key.dataset.to_string(),
+            status,
+            sequencer,
+            uploaded_at,
+            split: key.split,
+            folder: key.folder.clone(),
+            stem: key.stem().to_owned(),
+            boxes: Vec::new(),
+            lines: Vec::new(),
+            refused: Vec::new(),
+            classes_checked: false,
+            reason: None,
+            message: None,
+            quarantine_key: None,
+        }
+    }
 }
 
 /// The dataset's class names, from its `data.yaml`: index `i` of a label line names `names[i]`.

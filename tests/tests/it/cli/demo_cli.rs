@@ -50,7 +50,9 @@ fn the_demo_uploads_both_sample_sets_and_prints_the_health_summary() {
 
     // The catalog commands read what the demo wrote.
     let datasets = cvops(&data).args(["datasets", "--json"]).output().unwrap();
-    let line: serde_json::Value = serde_json::from_slice(&datasets.stdout).unwrap();
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&datasets.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let line = lines.iter().find(|l| l["dataset"] == "digits").expect("the digits dataset");
     assert_eq!(
         (line["dataset"].as_str(), line["accepted"].as_u64(), line["duplicates"].as_u64()),
         (Some("digits"), Some(5002), Some(1))
@@ -59,6 +61,40 @@ fn the_demo_uploads_both_sample_sets_and_prints_the_health_summary() {
     assert_eq!(String::from_utf8_lossy(&rejected.stdout).lines().count(), 17);
     let sevens = cvops(&data).args(["images", "--dataset", "digits", "--label", "7", "--status", "accepted"]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&sevens.stdout).lines().count(), 500);
+
+    // The detection dataset beside it: its health, its images with their boxes, an export.
+    assert!(text.contains("dataset boxes (detection): 808 images"), "{text}");
+    let health = cvops(&data).args(["health", "--dataset", "boxes", "--json"]).output().unwrap();
+    assert!(health.status.success(), "{}", String::from_utf8_lossy(&health.stderr));
+    let health: serde_json::Value = serde_json::from_slice(&health.stdout).unwrap();
+    let labels = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../samplesets/detect-digits/labels");
+    let lines: usize = ["train", "val", "test"]
+        .iter()
+        .flat_map(|split| std::fs::read_dir(labels.join(split)).unwrap())
+        .map(|entry| std::fs::read_to_string(entry.unwrap().path()).unwrap().lines().count())
+        .sum();
+    assert_eq!((health["images"].as_u64(), health["boxes"].as_u64()), (Some(808), Some(lines as u64 + 3)), "{health}");
+    assert_eq!(health["classes"].as_object().unwrap().len(), 10, "{health}");
+    for code in
+        ["malformed_annotation", "malformed_label_file", "empty_box", "box_outside_image", "unknown_class", "label_without_image"]
+    {
+        assert!(health["rejected"][code].as_u64().unwrap_or(0) > 0, "health counts {code}: {health}");
+    }
+    let images = cvops(&data).args(["images", "--dataset", "boxes", "--json"]).output().unwrap();
+    let first: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&images.stdout).lines().next().unwrap()).unwrap();
+    assert!(first["boxes"].is_array() && first["refused_annotations"].is_array(), "{first}");
+    let snapshot = cvops(&data).args(["snapshot", "--dataset", "boxes", "--json"]).output().unwrap();
+    let snapshot: serde_json::Value = serde_json::from_slice(&snapshot.stdout).unwrap();
+    let exported = dir.path().join("boxes-coco");
+    let out = cvops(&data)
+        .args(["export", "--snapshot", snapshot["id"].as_str().unwrap(), "--format", "coco", "--json", "--out"])
+        .arg(&exported)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((summary["images"].as_u64(), summary["boxes"].as_u64()), (Some(808), Some(lines as u64 + 3)), "{summary}");
+    assert!(exported.join("annotations/instances_train.json").is_file());
 
     // A snapshot of what the demo uploaded: the same set twice gives the same id.
     let snapshot = |data: &std::path::Path| {
