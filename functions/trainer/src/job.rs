@@ -115,7 +115,7 @@ pub async fn run(
         progress.line(&format!("skipped manifest entries: {skipped:?}"));
     }
     let (mean, std) = channel_statistics(&train_set, channels as usize);
-    let spec = InputSpec { name: onnx::INPUT.into(), width: size, height: size, channels, mean, std };
+    let spec = InputSpec { name: onnx::INPUT.into(), width: size, height: size, channels, mean, std, resize: Default::default() };
     let shape = CnnShape::new(channels as usize, size as usize, size as usize, h.width, labels.len());
     progress.line(&format!(
         "training {} on {}x{}x{} inputs: {} train, {} val, {} test images",

@@ -7,8 +7,8 @@ use image::imageops::FilterType;
 use image::DynamicImage;
 use serde::{Deserialize, Serialize};
 
-/// What a model expects: NCHW float32, resized with a triangle (bilinear) filter, channel planes
-/// scaled to 0..1, then `(x - mean[c]) / std[c]`.
+/// What a model expects: NCHW float32, resized with a triangle (bilinear) filter as `resize`
+/// says, channel planes scaled to 0..1, then `(x - mean[c]) / std[c]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InputSpec {
     /// The ONNX graph's input name.
@@ -19,7 +19,49 @@ pub struct InputSpec {
     pub channels: u8,
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
+    /// How an image is fitted to `width` x `height` (squashed when a card does not say).
+    #[serde(default)]
+    pub resize: ResizeMode,
 }
+
+/// How an image of any shape is fitted to the model's input.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResizeMode {
+    /// Stretched to the input's size, whatever its aspect (the trainer's classifiers).
+    #[default]
+    Squash,
+    /// Scaled to fit inside, centred, the rest padded grey (114), as Ultralytics feeds YOLO.
+    Letterbox,
+    /// Scaled so its shorter side fills the input, then cropped at the centre, as torchvision's
+    /// `Resize` + `CenterCrop` feed ImageNet classifiers.
+    ShorterSideCrop,
+}
+
+/// Where an image landed in the input: an input pixel is `original * scale + offset`. What maps
+/// a detector's boxes back to the original image's pixels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Placement {
+    pub scale_x: f64,
+    pub scale_y: f64,
+    pub offset_x: f64,
+    pub offset_y: f64,
+}
+
+impl Placement {
+    /// A box in input pixels as a box in the original image's pixels.
+    pub fn to_original(&self, b: crate::annotation::PixelBox) -> crate::annotation::PixelBox {
+        crate::annotation::PixelBox {
+            x: (b.x - self.offset_x) / self.scale_x,
+            y: (b.y - self.offset_y) / self.scale_y,
+            width: b.width / self.scale_x,
+            height: b.height / self.scale_y,
+        }
+    }
+}
+
+/// The grey Ultralytics pads a letterboxed image with.
+pub const LETTERBOX_PAD: u8 = 114;
 
 impl InputSpec {
     /// Checks a spec read from a card, which may be hostile.
@@ -54,28 +96,63 @@ impl InputSpec {
     }
 }
 
-/// Resizes and converts an image to `channels` planes of `width` x `height` bytes (CHW order).
-/// The trainer keeps these bytes (4x smaller than floats) and normalises per batch.
+/// Resizes and converts an image to `channels` planes of `width` x `height` bytes (CHW order),
+/// squashed. The trainer keeps these bytes (4x smaller than floats) and normalises per batch.
 pub fn planes(image: &DynamicImage, width: u32, height: u32, channels: u8) -> Vec<u8> {
-    let resized;
-    let image = if image.width() == width && image.height() == height {
-        image
-    } else {
-        resized = image.resize_exact(width, height, FilterType::Triangle);
-        &resized
+    placed_planes(image, width, height, channels, ResizeMode::Squash).0
+}
+
+/// [`planes`] fitted as `mode` says, with where the image landed.
+pub fn placed_planes(image: &DynamicImage, width: u32, height: u32, channels: u8, mode: ResizeMode) -> (Vec<u8>, Placement) {
+    let (w, h) = (image.width().max(1), image.height().max(1));
+    let (fitted, placement) = match mode {
+        ResizeMode::Squash => {
+            let placement = Placement {
+                scale_x: f64::from(width) / f64::from(w),
+                scale_y: f64::from(height) / f64::from(h),
+                offset_x: 0.0,
+                offset_y: 0.0,
+            };
+            if w == width && h == height {
+                (std::borrow::Cow::Borrowed(image), placement)
+            } else {
+                (std::borrow::Cow::Owned(image.resize_exact(width, height, FilterType::Triangle)), placement)
+            }
+        }
+        ResizeMode::Letterbox => {
+            let r = (f64::from(width) / f64::from(w)).min(f64::from(height) / f64::from(h));
+            let (nw, nh) =
+                (((f64::from(w) * r).round() as u32).clamp(1, width), ((f64::from(h) * r).round() as u32).clamp(1, height));
+            // Ultralytics' split of the padding: round(d - 0.1) before, the rest after.
+            let left = ((f64::from(width - nw) / 2.0) - 0.1).round().max(0.0) as u32;
+            let top = ((f64::from(height - nh) / 2.0) - 0.1).round().max(0.0) as u32;
+            let resized = image.resize_exact(nw, nh, FilterType::Triangle).to_rgb8();
+            let mut canvas = image::RgbImage::from_pixel(width, height, image::Rgb([LETTERBOX_PAD; 3]));
+            image::imageops::overlay(&mut canvas, &resized, i64::from(left), i64::from(top));
+            let placement = Placement { scale_x: r, scale_y: r, offset_x: f64::from(left), offset_y: f64::from(top) };
+            (std::borrow::Cow::Owned(DynamicImage::ImageRgb8(canvas)), placement)
+        }
+        ResizeMode::ShorterSideCrop => {
+            let r = (f64::from(width) / f64::from(w)).max(f64::from(height) / f64::from(h));
+            let (nw, nh) = (((f64::from(w) * r).round() as u32).max(width), ((f64::from(h) * r).round() as u32).max(height));
+            let (left, top) = ((nw - width) / 2, (nh - height) / 2);
+            let cropped = image.resize_exact(nw, nh, FilterType::Triangle).crop_imm(left, top, width, height);
+            let placement = Placement { scale_x: r, scale_y: r, offset_x: -f64::from(left), offset_y: -f64::from(top) };
+            (std::borrow::Cow::Owned(cropped), placement)
+        }
     };
     let pixels = (width * height) as usize;
     if channels == 1 {
-        return image.to_luma8().into_raw();
+        return (fitted.to_luma8().into_raw(), placement);
     }
-    let rgb = image.to_rgb8();
+    let rgb = fitted.to_rgb8();
     let mut out = vec![0u8; 3 * pixels];
     for (i, px) in rgb.pixels().enumerate() {
         out[i] = px[0];
         out[pixels + i] = px[1];
         out[2 * pixels + i] = px[2];
     }
-    out
+    (out, placement)
 }
 
 /// Scales CHW bytes to the model's float input, appending to `out`.
@@ -87,11 +164,17 @@ pub fn normalise_into(planes: &[u8], spec: &InputSpec, out: &mut Vec<f32>) {
     }
 }
 
-/// One image into the model's input: [`planes`] then [`normalise_into`].
+/// One image into the model's input: [`placed_planes`] then [`normalise_into`].
 pub fn preprocess(image: &DynamicImage, spec: &InputSpec) -> Vec<f32> {
+    preprocess_placed(image, spec).0
+}
+
+/// [`preprocess`], with where the image landed in the input (for a detector's boxes).
+pub fn preprocess_placed(image: &DynamicImage, spec: &InputSpec) -> (Vec<f32>, Placement) {
     let mut out = Vec::with_capacity(spec.len());
-    normalise_into(&planes(image, spec.width, spec.height, spec.channels), spec, &mut out);
-    out
+    let (planes, placement) = placed_planes(image, spec.width, spec.height, spec.channels, spec.resize);
+    normalise_into(&planes, spec, &mut out);
+    (out, placement)
 }
 
 /// Probabilities from logits, computed stably.
@@ -119,7 +202,33 @@ mod tests {
             channels,
             mean: vec![0.5; channels as usize],
             std: vec![0.25; channels as usize],
+            resize: ResizeMode::Squash,
         }
+    }
+
+    #[test]
+    fn letterbox_fits_inside_pads_grey_and_maps_boxes_back() {
+        // A 200x100 white image into 64x64: scaled by 0.32 to 64x32, 16 rows of grey above and below.
+        let image = DynamicImage::ImageRgb8(image::RgbImage::from_pixel(200, 100, image::Rgb([255, 255, 255])));
+        let (planes, placement) = placed_planes(&image, 64, 64, 3, ResizeMode::Letterbox);
+        assert_eq!((placement.scale_x, placement.offset_x, placement.offset_y), (0.32, 0.0, 16.0));
+        assert_eq!(
+            (planes[0], planes[15 * 64], planes[16 * 64], planes[48 * 64]),
+            (LETTERBOX_PAD, LETTERBOX_PAD, 255, LETTERBOX_PAD)
+        );
+        let back = placement.to_original(crate::annotation::PixelBox { x: 32.0, y: 16.0, width: 32.0, height: 32.0 });
+        assert_eq!((back.x, back.y, back.width, back.height), (100.0, 0.0, 100.0, 100.0));
+    }
+
+    #[test]
+    fn shorter_side_crop_fills_the_input_and_cuts_the_long_side() {
+        let image =
+            DynamicImage::ImageLuma8(image::GrayImage::from_fn(200, 100, |x, _| image::Luma([if x < 100 { 0 } else { 255 }])));
+        let (planes, placement) = placed_planes(&image, 50, 50, 1, ResizeMode::ShorterSideCrop);
+        assert_eq!((placement.scale_x, placement.offset_x), (0.5, -25.0));
+        assert_eq!((planes[0], planes[49]), (0, 255), "the centre of the image, half dark, half light");
+        let back = placement.to_original(crate::annotation::PixelBox { x: 0.0, y: 0.0, width: 50.0, height: 50.0 });
+        assert_eq!((back.x, back.width), (50.0, 100.0));
     }
 
     #[test]

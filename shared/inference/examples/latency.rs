@@ -72,6 +72,7 @@ fn main() -> TractResult<()> {
         channels: channels as u8,
         mean: vec![0.0; channels],
         std: vec![1.0; channels],
+        resize: Default::default(),
     };
     let started = Instant::now();
     let served = LoadedModel::load(&std::fs::read(dir.join("model.onnx"))?, &spec, ours.len())?;

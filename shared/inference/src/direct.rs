@@ -380,7 +380,15 @@ mod tests {
 
     #[test]
     fn bytes_that_are_not_a_model_get_no_direct_runner() {
-        let spec = InputSpec { name: "input".into(), width: 28, height: 28, channels: 1, mean: vec![0.0], std: vec![1.0] };
+        let spec = InputSpec {
+            name: "input".into(),
+            width: 28,
+            height: 28,
+            channels: 1,
+            mean: vec![0.0],
+            std: vec![1.0],
+            resize: Default::default(),
+        };
         assert!(DirectModel::from_onnx(b"not a model", &spec).is_none());
         assert!(DirectModel::from_onnx(&[], &spec).is_none());
     }

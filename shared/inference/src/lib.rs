@@ -9,7 +9,11 @@
 //! The trainer's own architecture runs on [`direct::DirectModel`] where the CPU allows it (x86-64
 //! with AVX2 and FMA), after its output has been checked against tract's at load; every other
 //! model, and every model elsewhere, runs on tract.
+//!
+//! [`detect`] reads a detector's output (the YOLO export layout, or boxes/scores/labels) into
+//! boxes and suppresses the overlaps.
 
+pub mod detect;
 pub mod direct;
 
 use std::io::Cursor;

@@ -8,6 +8,7 @@ mod aws_dispatch;
 mod aws_ingest;
 mod aws_training;
 mod cli;
+mod detection_eval;
 mod detection_formats;
 mod detection_ingest;
 mod dispatch_local;

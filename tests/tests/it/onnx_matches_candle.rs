@@ -44,7 +44,15 @@ fn direct_kernel_here() -> bool {
 /// A network of `width` trained a little (so the batch-norm running statistics are the data's,
 /// not the initial ones), exported.
 fn trained(width: usize) -> (cvops_trainer::model::Cnn, Vec<u8>, InputSpec) {
-    let spec = InputSpec { name: onnx::INPUT.into(), width: 28, height: 28, channels: 1, mean: vec![0.13], std: vec![0.31] };
+    let spec = InputSpec {
+        name: onnx::INPUT.into(),
+        width: 28,
+        height: 28,
+        channels: 1,
+        mean: vec![0.13],
+        std: vec![0.31],
+        resize: Default::default(),
+    };
     let hyperparameters = Hyperparameters { epochs: 2, width, ..Hyperparameters::default() };
     let shape = CnnShape::new(1, 28, 28, width, 10);
     let (train_set, val) = (samples(&digits("train", 30)), samples(&digits("val", 5)));

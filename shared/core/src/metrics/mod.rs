@@ -1,9 +1,12 @@
 //! Classification metrics: the confusion matrix and what is read off it. The trainer fills one
 //! for the model card; register-model fills its own, independently, from the exported model.
+//! [`detection`] is COCO's evaluation of boxes (mAP), as pycocotools computes it.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+pub mod detection;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ClassMetrics {
