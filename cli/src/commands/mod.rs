@@ -4,6 +4,7 @@ pub mod catalog;
 pub mod demo;
 pub mod export;
 pub mod health;
+pub mod import;
 pub mod models;
 pub mod monitor;
 pub mod report;
@@ -57,7 +58,8 @@ pub enum Command {
     Train(train::Args),
     /// List the training runs and their status.
     Runs(models::RunsArgs),
-    /// List the registered model versions with their accuracy, stage and lineage.
+    /// List the registered model versions with their accuracy, stage and lineage; `models import`
+    /// brings in a classifier trained elsewhere.
     Models(models::ModelsArgs),
     /// Point a model's production alias at a registered version.
     Promote(models::PromoteArgs),

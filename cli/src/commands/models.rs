@@ -12,12 +12,22 @@ use serde_json::json;
 use cvops_platform::LocalPlatform;
 
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct ModelsArgs {
+    #[command(subcommand)]
+    pub action: Option<ModelsAction>,
     /// Only this model.
     pub model: Option<String>,
     /// One JSON object per version and line.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ModelsAction {
+    /// Import a classifier trained elsewhere (ONNX): verified, evaluated on a dataset's test split
+    /// and gated like a model trained here.
+    Import(super::import::Args),
 }
 
 #[derive(Debug, clap::Args)]
@@ -71,6 +81,9 @@ async fn model_names(platform: &LocalPlatform, only: Option<&String>) -> anyhow:
 }
 
 pub async fn models(data_dir: &Path, args: ModelsArgs) -> anyhow::Result<ExitCode> {
+    if let Some(ModelsAction::Import(import)) = args.action {
+        return super::import::run(data_dir, import).await;
+    }
     let platform = LocalPlatform::open(data_dir)?;
     let names = model_names(&platform, args.model.as_ref()).await?;
     if names.is_empty() && !args.json {

@@ -3,8 +3,10 @@
 //!
 //! Only a card of a dispatched run is registered: the run record must exist and match the card
 //! (model, dataset, snapshot, point), and the artifact must lie under the run's own prefix; a card
-//! put under `models/` by hand is rejected as `unknown_run` (models from elsewhere come in through
-//! their own command).
+//! put under `models/` by hand is rejected as `unknown_run`. A model trained elsewhere comes in
+//! through `cvops models import`: its card (`source: import`) sits under
+//! `models/<model>/imports/<id>/`, names the dataset it is evaluated on, and must list exactly that
+//! dataset's classes (`labels_mismatch`); from there it meets the same checks, evaluation and gate.
 //!
 //! Order, for safety under retries: everything that can fail for good (card, run, checksum,
 //! loading, evaluation) is decided before anything is written; the version number is claimed with a
@@ -18,7 +20,7 @@ use aws_lambda_events::s3::S3Event;
 use cvops_core::clock::Clock;
 use cvops_core::failure::Retryable;
 use cvops_core::key::decode_event_key;
-use cvops_core::model_card::{parse_card_key, ModelCard, MAX_CARD_BYTES};
+use cvops_core::model_card::{import_prefix, parse_card_key, CardSource, ModelCard, IMPORT_ID_PREFIX, MAX_CARD_BYTES};
 use cvops_core::ports::{ObjectStore, ObjectStoreError, ObjectStoreExt, Ports, Table, TableError};
 use cvops_core::registry::{
     self, Alias, GateDecision, GatePolicy, Lineage, ModelVersion, ProductionScore, TaskSignature, VersionStatus,
@@ -101,6 +103,42 @@ struct Verified {
     evaluation: cvops_core::metrics::Evaluation,
 }
 
+/// An import's card must sit at its import's key and name an artifact under the same prefix.
+fn check_import(card: &ModelCard) -> Result<(), Refusal> {
+    let prefix = import_prefix(&card.model, &card.run_id);
+    if !card.run_id.starts_with(IMPORT_ID_PREFIX) || !card.artifact.key.starts_with(&prefix) || card.artifact.key.contains("..") {
+        return Err(refuse(
+            "unknown_run",
+            format!("an imported model's artifact must lie under {prefix}; import it with `cvops models import`"),
+        ));
+    }
+    Ok(())
+}
+
+/// An imported classifier must name the classes of the dataset it is evaluated on (in any
+/// order: the card's order is the model's output order).
+fn same_labels(card: &ModelCard, snapshot: &Snapshot) -> Result<(), Refusal> {
+    let ours: std::collections::BTreeSet<&String> = card.labels.iter().collect();
+    let theirs: std::collections::BTreeSet<&String> = snapshot.labels.iter().collect();
+    if ours.len() != card.labels.len() {
+        return Err(refuse("labels_mismatch", "the labels file names a class twice"));
+    }
+    if ours != theirs {
+        let missing: Vec<&&String> = theirs.difference(&ours).take(5).collect();
+        let extra: Vec<&&String> = ours.difference(&theirs).take(5).collect();
+        return Err(refuse(
+            "labels_mismatch",
+            format!(
+                "the model's {} labels are not dataset {}'s {} (missing {missing:?}, not in the dataset {extra:?}); pass the labels file in the model's output order",
+                card.labels.len(),
+                card.dataset,
+                snapshot.labels.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone)]
 pub struct Register {
     table: Arc<dyn Table>,
@@ -136,7 +174,9 @@ impl Register {
         let Some((model, run_id, point)) = parse_card_key(key) else {
             return Ok(Outcome::Ignored {
                 key: key.into(),
-                why: "not a model card key (models/<model>/runs/<run>/<point>/card.json)".into(),
+                why:
+                    "not a model card key (models/<model>/runs/<run>/<point>/card.json or models/<model>/imports/<id>/card.json)"
+                        .into(),
             });
         };
         if let Some(version) = registry::version_of_card(self.table.as_ref(), &model, &run_id, point).await? {
@@ -196,7 +236,11 @@ impl Register {
             }
             Err(reason) => return Ok(Err(refuse("malformed_card", reason))),
         };
-        if let Err(refusal) = self.check_run(&card).await? {
+        let origin = match card.source {
+            CardSource::Run => self.check_run(&card).await?,
+            CardSource::Import => check_import(&card),
+        };
+        if let Err(refusal) = origin {
             return Ok(Err(refusal));
         }
         let version_id = card.artifact.version_id.as_deref();
@@ -236,6 +280,11 @@ impl Register {
                 )))
             }
         };
+        if card.source == CardSource::Import {
+            if let Err(refusal) = same_labels(&card, &snapshot) {
+                return Ok(Err(refusal));
+            }
+        }
         // Too few test images is a gate decision (`not_evaluated`), not a rejection: the version
         // is sound, it just cannot be judged by its score.
         let evaluation = self.evaluate(&loaded, &card.labels, &snapshot).await?;

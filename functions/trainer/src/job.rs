@@ -8,7 +8,7 @@ use bytes::Bytes;
 use candle_core::Device;
 use cvops_core::metrics::{Confusion, Evaluation};
 use cvops_core::model_card::{
-    artifact_key, run_prefix, Artifact, ModelCard, TrainerInfo, TrainingMetrics, CARD_FILE, CARD_SCHEMA,
+    artifact_key, run_prefix, Artifact, CardSource, ModelCard, TrainerInfo, TrainingMetrics, CARD_FILE, CARD_SCHEMA,
 };
 use cvops_core::ports::{ObjectStore, ObjectStoreError};
 use cvops_core::preprocess::InputSpec;
@@ -166,6 +166,7 @@ pub async fn run(
 
     let card = ModelCard {
         schema: CARD_SCHEMA.into(),
+        source: CardSource::Run,
         model: config.model.clone(),
         run_id: config.run_id.clone(),
         point: config.point,
@@ -177,13 +178,13 @@ pub async fn run(
         architecture: shape.describe(),
         artifact,
         hyperparameters: config.hyperparameter_values.clone(),
-        metrics: TrainingMetrics {
+        metrics: Some(TrainingMetrics {
             test: test_evaluation,
             val_accuracy: outcome.val_accuracy,
             best_epoch: outcome.best_epoch,
             epochs_run: outcome.history.len() as u32,
             history: outcome.history,
-        },
+        }),
         duration_seconds: started.elapsed().as_secs_f64(),
         images_per_second: outcome.images_per_second,
         trainer: TrainerInfo { version: TRAINER_VERSION.into(), device: if device.is_cpu() { "cpu" } else { "cuda" }.into() },

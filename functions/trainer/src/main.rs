@@ -21,7 +21,9 @@ async fn main() -> ExitCode {
     let objects = S3ObjectStore::new(aws.s3());
     match cvops_trainer::run(&config, &objects, &device(), &Stderr).await {
         Ok(card) => {
-            eprintln!("done: test accuracy {:.4}", card.metrics.test.accuracy);
+            if let Some(metrics) = &card.metrics {
+                eprintln!("done: test accuracy {:.4}", metrics.test.accuracy);
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

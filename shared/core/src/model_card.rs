@@ -29,7 +29,13 @@ pub fn artifact_key(prefix: &str, attempt: &str) -> String {
     format!("{prefix}{attempt}/{MODEL_FILE}")
 }
 
-/// `(model, run, point)` of a card's key, or `None` for any other key.
+/// Where an imported model goes in the models bucket: `models/<model>/imports/<import id>/`.
+pub fn import_prefix(model: &str, import_id: &str) -> String {
+    format!("models/{model}/imports/{import_id}/")
+}
+
+/// `(model, run, point)` of a card's key, or `None` for any other key. An import's card is
+/// `(model, import id, 0)`: the import stands where a run stands.
 pub fn parse_card_key(key: &str) -> Option<(String, String, u32)> {
     let rest = key.strip_prefix("models/")?;
     let parts: Vec<&str> = rest.split('/').collect();
@@ -37,8 +43,25 @@ pub fn parse_card_key(key: &str) -> Option<(String, String, u32)> {
         [model, "runs", run, point, file] if *file == CARD_FILE && !model.is_empty() && !run.is_empty() => {
             Some(((*model).to_owned(), (*run).to_owned(), point.parse().ok()?))
         }
+        [model, "imports", id, file] if *file == CARD_FILE && !model.is_empty() && id.starts_with(IMPORT_ID_PREFIX) => {
+            Some(((*model).to_owned(), (*id).to_owned(), 0))
+        }
         _ => None,
     }
+}
+
+/// What every import id starts with, so it never reads as a run id.
+pub const IMPORT_ID_PREFIX: &str = "import-";
+
+/// Where a model came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CardSource {
+    /// A training run dispatch-training recorded.
+    #[default]
+    Run,
+    /// `cvops models import`: trained elsewhere; `run_id` is the import's id.
+    Import,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +106,9 @@ pub struct TrainerInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelCard {
     pub schema: String,
+    /// A run's card, or an import's (absent in cards written before imports existed: a run's).
+    #[serde(default)]
+    pub source: CardSource,
     pub model: String,
     pub run_id: String,
     /// The sweep point (array index); 0 for a single run.
@@ -97,7 +123,9 @@ pub struct ModelCard {
     pub architecture: String,
     pub artifact: Artifact,
     pub hyperparameters: BTreeMap<String, f64>,
-    pub metrics: TrainingMetrics,
+    /// The trainer's own figures; none for an imported model (register-model evaluates it).
+    #[serde(default)]
+    pub metrics: Option<TrainingMetrics>,
     pub duration_seconds: f64,
     pub images_per_second: f64,
     pub trainer: TrainerInfo,
@@ -136,6 +164,9 @@ mod tests {
         assert_eq!(parse_card_key("models/digits/runs/r1/2/model.onnx"), None);
         assert_eq!(parse_card_key("models/digits/runs/r1/x/card.json"), None);
         assert_eq!(parse_card_key("other/card.json"), None);
+        let import = format!("{}{CARD_FILE}", import_prefix("pets", "import-0123"));
+        assert_eq!(parse_card_key(&import), Some(("pets".into(), "import-0123".into(), 0)));
+        assert_eq!(parse_card_key("models/pets/imports/0123/card.json"), None);
     }
 
     #[test]

@@ -56,7 +56,9 @@ pub async fn run_job() -> anyhow::Result<()> {
     }
     match trained {
         Ok(card) => {
-            eprintln!("done: test accuracy {:.4}", card.metrics.test.accuracy);
+            if let Some(metrics) = &card.metrics {
+                eprintln!("done: test accuracy {:.4}", metrics.test.accuracy);
+            }
             tell(JobState::Succeeded, None).await;
             Ok(())
         }

@@ -22,6 +22,7 @@
 pub mod delivery;
 pub mod endpoint;
 pub mod export;
+pub mod import;
 pub mod job_host;
 pub mod platform;
 pub mod router;

@@ -45,8 +45,12 @@ async fn a_trained_model_is_verified_evaluated_registered_and_promoted() {
     }
     let printed = lines.0.lock().unwrap().clone();
     assert!(printed.iter().filter(|l| l.starts_with("epoch")).count() >= 2, "progress per epoch: {printed:?}");
-    assert_eq!(card.metrics.test.images, 300);
-    assert!(card.metrics.test.accuracy > 0.6, "the model learned: {}", card.metrics.test.accuracy);
+    assert_eq!(card.metrics.as_ref().unwrap().test.images, 300);
+    assert!(
+        card.metrics.as_ref().unwrap().test.accuracy > 0.6,
+        "the model learned: {}",
+        card.metrics.as_ref().unwrap().test.accuracy
+    );
     assert_eq!((card.input.channels, card.input.width), (1, 28), "grey 28x28 digits keep their size");
     assert_eq!(card.labels, (0..10).map(|d| d.to_string()).collect::<Vec<_>>());
 
@@ -67,10 +71,10 @@ async fn a_trained_model_is_verified_evaluated_registered_and_promoted() {
     let evaluation = version.evaluation.as_ref().unwrap();
     assert_eq!(evaluation.images, 300);
     assert!(
-        (evaluation.accuracy - card.metrics.test.accuracy).abs() <= 2.0 / 300.0,
+        (evaluation.accuracy - card.metrics.as_ref().unwrap().test.accuracy).abs() <= 2.0 / 300.0,
         "tract on the exported model agrees with candle: {} vs {}",
         evaluation.accuracy,
-        card.metrics.test.accuracy
+        card.metrics.as_ref().unwrap().test.accuracy
     );
     let lineage = version.lineage.as_ref().unwrap();
     assert_eq!((lineage.run_id.as_str(), lineage.snapshot.as_str()), ("run-a", snap.id.as_str()));

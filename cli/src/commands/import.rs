@@ -1,0 +1,133 @@
+//! `cvops models import NAME model.onnx --dataset D --labels FILE --input CxHxW`: a classifier
+//! trained elsewhere (PyTorch, timm, Ultralytics' classify export...) into the registry, where it
+//! is verified, evaluated on the dataset's test split and gated like a model trained here.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail, Context};
+use cvops_core::key::DatasetName;
+use cvops_core::preprocess::{InputSpec, ResizeMode};
+use cvops_platform::import::{import_model, ImportRequest};
+use cvops_platform::LocalPlatform;
+use cvops_register_model::Outcome;
+
+use super::train::print_version;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The model's name in the registry (a-z, 0-9, '-', '_').
+    pub name: String,
+    /// The ONNX file.
+    pub file: PathBuf,
+    /// The dataset whose test split judges it; its classes must be the labels'.
+    #[arg(long)]
+    pub dataset: String,
+    /// A text file of class names, one a line, in the model's output order.
+    #[arg(long)]
+    pub labels: PathBuf,
+    /// The input as channels x height x width, such as 3x224x224.
+    #[arg(long, value_parser = parse_input)]
+    pub input: (u8, u32, u32),
+    /// Per-channel mean of inputs scaled to 0..1 [default: ImageNet's for 3 channels, 0 for 1].
+    #[arg(long, value_delimiter = ',')]
+    pub mean: Option<Vec<f32>>,
+    /// Per-channel standard deviation [default: ImageNet's for 3 channels, 1 for 1].
+    #[arg(long, value_delimiter = ',')]
+    pub std: Option<Vec<f32>>,
+    /// How images are fitted to the input: squash, letterbox or shorter-side-crop.
+    #[arg(long, default_value = "squash", value_parser = parse_resize)]
+    pub resize: ResizeMode,
+    /// classification (detection models are not imported yet).
+    #[arg(long, default_value = "classification")]
+    pub task: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_input(s: &str) -> Result<(u8, u32, u32), String> {
+    let parts: Vec<&str> = s.split(['x', 'X', ',']).collect();
+    match parts.as_slice() {
+        [c, h, w] => Ok((
+            c.parse().map_err(|_| format!("{c:?} is not a channel count"))?,
+            h.parse().map_err(|_| format!("{h:?} is not a height"))?,
+            w.parse().map_err(|_| format!("{w:?} is not a width"))?,
+        )),
+        _ => Err(format!("{s:?} is not CxHxW, such as 3x224x224")),
+    }
+}
+
+fn parse_resize(s: &str) -> Result<ResizeMode, String> {
+    match s {
+        "squash" => Ok(ResizeMode::Squash),
+        "letterbox" => Ok(ResizeMode::Letterbox),
+        "shorter-side-crop" | "shorter_side_crop" => Ok(ResizeMode::ShorterSideCrop),
+        _ => Err(format!("{s:?} is not a resize mode; use squash, letterbox or shorter-side-crop")),
+    }
+}
+
+/// ImageNet's normalisation, which torchvision and timm classifiers expect.
+const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
+    if args.task != "classification" {
+        bail!("--task {}: cvops imports classifiers (--task classification); detection models are not imported yet", args.task);
+    }
+    DatasetName::parse(&args.name).map_err(|e| anyhow!("model name: {e}"))?;
+    DatasetName::parse(&args.dataset).map_err(|e| anyhow!(e))?;
+    let text = std::fs::read_to_string(&args.labels).with_context(|| format!("cannot read {}", args.labels.display()))?;
+    let labels: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
+    if labels.is_empty() {
+        bail!("{} names no classes; write one class name a line, in the model's output order", args.labels.display());
+    }
+    let (channels, height, width) = args.input;
+    let (default_mean, default_std) = if channels == 3 {
+        (IMAGENET_MEAN.to_vec(), IMAGENET_STD.to_vec())
+    } else {
+        (vec![0.0; channels as usize], vec![1.0; channels as usize])
+    };
+    let input = InputSpec {
+        name: String::new(),
+        width,
+        height,
+        channels,
+        mean: args.mean.unwrap_or(default_mean),
+        std: args.std.unwrap_or(default_std),
+        resize: args.resize,
+    };
+    let platform = LocalPlatform::open(data_dir)?;
+    super::catalog::require_dataset(platform.table.as_ref(), &args.dataset).await?;
+    let request = ImportRequest { model: args.name.clone(), dataset: args.dataset.clone(), labels, input };
+    let outcome = import_model(&platform, &request, &args.file).await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&outcome)?);
+    }
+    Ok(match outcome {
+        Outcome::Registered { version, .. } => {
+            if !args.json {
+                print_version(&version);
+            }
+            ExitCode::SUCCESS
+        }
+        Outcome::AlreadyRegistered { model, version } => {
+            if !args.json {
+                println!("{model} v{version}: this model was imported before, with the same labels, input and snapshot");
+            }
+            ExitCode::SUCCESS
+        }
+        Outcome::Rejected { version } => {
+            if !args.json {
+                eprintln!(
+                    "{} v{} rejected: {}: {}",
+                    version.model,
+                    version.version,
+                    version.reason_code.as_deref().unwrap_or("?"),
+                    version.reason.as_deref().unwrap_or("")
+                );
+            }
+            ExitCode::FAILURE
+        }
+        Outcome::Ignored { why, .. } => bail!("register-model ignored the import: {why}"),
+    })
+}
