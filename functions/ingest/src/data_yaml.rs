@@ -17,6 +17,9 @@ use serde::Deserialize;
 pub const MAX_DATA_YAML_BYTES: u64 = 1 << 20;
 /// The most classes a dataset may name.
 pub const MAX_CLASSES: usize = 10_000;
+/// The most bytes of names (LVIS's 1,203 take 15 KB): they are one table item, under
+/// DynamoDB's 400 KB.
+pub const MAX_NAMES_BYTES: usize = 100_000;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DataYaml {
@@ -105,6 +108,10 @@ pub fn parse_data_yaml(bytes: &[u8]) -> Result<DataYaml, String> {
     }
     if let Some(nc) = raw.nc.filter(|nc| *nc != names.len() as u64) {
         return Err(format!("data.yaml says nc: {nc} but names {} classes", names.len()));
+    }
+    let total: usize = names.iter().map(String::len).sum();
+    if total > MAX_NAMES_BYTES {
+        return Err(format!("data.yaml's names take {total} bytes; at most {MAX_NAMES_BYTES} are kept"));
     }
     let mut seen = std::collections::BTreeSet::new();
     for name in &names {

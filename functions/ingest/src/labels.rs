@@ -5,10 +5,12 @@
 //! and the file stays in the raw bucket for the boxes it holds. A file refused whole is
 //! quarantined and removed, as a bad image is.
 //!
-//! Class indices need the dataset's `data.yaml`, which may arrive before or after the labels.
-//! Both sides write, then read: a label file checks its classes if the names are in, and, after
-//! writing its record unchecked, looks for them once more; `data.yaml` writes the names, then
-//! checks every label file still waiting. Whatever the interleaving, one of them sees the other.
+//! Class indices need the dataset's `data.yaml`, which may arrive before or after the labels,
+//! and may change. Both sides write, then read: a label file checks its classes against the names
+//! it finds, and after writing its record looks for them once more; `data.yaml` writes the names,
+//! then checks every label file not checked against them. Whatever the interleaving, one of them
+//! sees the other. A record keeps the `data.yaml` event it was checked against, and only newer
+//! names check it again: a box refused as `unknown_class` comes back when new names reach it.
 
 use bytes::Bytes;
 use cvops_core::annotation::RefusedAnnotation;
@@ -29,6 +31,12 @@ use crate::data_yaml::{parse_data_yaml, MAX_DATA_YAML_BYTES};
 use crate::handler::{ignored, Ingest, IngestError, Outcome};
 use crate::notice::Notice;
 
+/// A dataset's class names and the `data.yaml` event they came with: their version.
+struct Names {
+    names: Vec<String>,
+    version: Sequencer,
+}
+
 /// How often a label record's class check is retried after losing a race for it.
 const CHECK_ATTEMPTS: usize = 5;
 
@@ -45,7 +53,7 @@ impl Ingest {
                 // Applied before: finish what may have failed after the record was written.
                 match record.status {
                     LabelStatus::Rejected => self.remove_rejected_original(notice).await?,
-                    LabelStatus::Accepted if !record.classes_checked => {
+                    LabelStatus::Accepted => {
                         if let Some(names) = self.known_names(&dataset).await? {
                             self.check_classes_of(&notice.bucket, &pk, &sk, &names).await?;
                         }
@@ -77,19 +85,19 @@ impl Ingest {
             Err(message) => return self.reject_labels(notice, read_version, record, message).await,
         };
         if let Some(names) = self.known_names(&dataset).await? {
-            parsed.check_classes(&names);
-            record.classes_checked = true;
+            parsed.check_classes(&names.names);
+            (record.classes_checked, record.checked_against) = (true, Some(names.version));
         }
         (record.boxes, record.lines, record.refused) = (parsed.boxes, parsed.lines, parsed.refused);
         if !record.refused.is_empty() {
             let sidecar = self.label_sidecar(&notice.bucket, &notice.key, &notice.sequencer, None, None, record.refused.clone());
-            record.quarantine_key = self.quarantine(&notice.bucket, &notice.key, &notice.sequencer, sidecar).await?;
+            record.quarantine_key = self.quarantine(&notice.bucket, &notice.key, &notice.sequencer, None, sidecar).await?;
         }
         let item = Item::from_record(&pk, &sk, &record)?;
         self.table.put_if_unchanged(item, read_version).await?;
-        if !record.classes_checked {
-            // The names may have come in while this ran (see the module's doc).
-            if let Some(names) = self.known_names(&dataset).await? {
+        // Names may have come in, or changed, while this ran (see the module's doc).
+        if let Some(names) = self.known_names(&dataset).await? {
+            if record.checked_against.as_ref() != Some(&names.version) {
                 if let Some(checked) = self.check_classes_of(&notice.bucket, &pk, &sk, &names).await? {
                     record = checked;
                 }
@@ -153,7 +161,8 @@ impl Ingest {
                     self.remove_rejected_original(notice).await?;
                     return Ok(ignored(notice, "this event was already applied"));
                 }
-                let checked = self.check_waiting_labels(&notice.bucket, &pk, &record.names).await?;
+                let names = Names { names: record.names.clone(), version: record.sequencer.clone() };
+                let checked = self.check_waiting_labels(&notice.bucket, &pk, &names).await?;
                 if checked == 0 {
                     return Ok(ignored(notice, "this event was already applied"));
                 }
@@ -196,7 +205,8 @@ impl Ingest {
                     Some(message.clone()),
                     Vec::new(),
                 );
-                let Some(quarantined) = self.quarantine(&notice.bucket, &notice.key, &notice.sequencer, sidecar).await? else {
+                let Some(quarantined) = self.quarantine(&notice.bucket, &notice.key, &notice.sequencer, None, sidecar).await?
+                else {
                     return Ok(ignored(notice, "the object is gone; its removal event records that"));
                 };
                 (record.reason, record.message) = (Some(AnnotationCode::MalformedLabelFile), Some(message.clone()));
@@ -213,19 +223,21 @@ impl Ingest {
         };
         record.names = names;
         self.table.put_if_unchanged(Item::from_record(&pk, CLASS_NAMES_SK, &record)?, read_version).await?;
-        let checked = self.check_waiting_labels(&notice.bucket, &pk, &record.names).await?;
+        let names = Names { names: record.names.clone(), version: record.sequencer.clone() };
+        let checked = self.check_waiting_labels(&notice.bucket, &pk, &names).await?;
         info!(classes = record.names.len(), checked, "class names recorded");
         Ok(Outcome::ClassNames { key: notice.key.clone(), dataset, classes: record.names.len(), checked })
     }
 
-    /// Checks the classes of every label file of the dataset (`pk`) that waits for them; how many.
-    async fn check_waiting_labels(&self, bucket: &str, pk: &str, names: &[String]) -> Result<usize, IngestError> {
+    /// Checks the classes of every label file of the dataset (`pk`) not yet checked against
+    /// these names; how many were.
+    async fn check_waiting_labels(&self, bucket: &str, pk: &str, names: &Names) -> Result<usize, IngestError> {
         let mut checked = 0;
         let mut pages = self.table.query_pages(pk, LABEL_SK_PREFIX);
         while let Some(page) = pages.try_next().await? {
             for item in &page {
                 let waiting: LabelRecord = item.to_record()?;
-                if waiting.status == LabelStatus::Accepted && !waiting.classes_checked {
+                if waiting.status == LabelStatus::Accepted && waiting.checked_against.as_ref() != Some(&names.version) {
                     checked += usize::from(self.check_classes_of(bucket, pk, &item.sk, names).await?.is_some());
                 }
             }
@@ -240,22 +252,28 @@ impl Ingest {
         bucket: &str,
         pk: &str,
         sk: &str,
-        names: &[String],
+        names: &Names,
     ) -> Result<Option<LabelRecord>, IngestError> {
         for _ in 0..CHECK_ATTEMPTS {
             let Some((mut record, version)) = self.current_labels(pk, sk).await? else { return Ok(None) };
-            if record.status != LabelStatus::Accepted || record.classes_checked {
+            // Only names newer than those it was checked against (or its first) change anything.
+            let newer = record.checked_against.as_ref().is_none_or(|checked| *checked < names.version);
+            if record.status != LabelStatus::Accepted || !newer {
                 return Ok(None);
             }
             let mut parsed = ParsedLabels { boxes: record.boxes, lines: record.lines, refused: record.refused };
-            let before = parsed.refused.len();
-            parsed.check_classes(names);
-            let newly_refused = parsed.refused.len() > before;
+            let before: Vec<RefusedAnnotation> = parsed.refused.clone();
+            parsed.restore_unknown_classes();
+            parsed.check_classes(&names.names);
+            let changed = parsed.refused != before;
             (record.boxes, record.lines, record.refused) = (parsed.boxes, parsed.lines, parsed.refused);
-            record.classes_checked = true;
-            if newly_refused {
+            (record.classes_checked, record.checked_against) = (true, Some(names.version.clone()));
+            if changed && !record.refused.is_empty() {
+                // A copy of its own per names, so no earlier quarantine copy is overwritten.
                 let sidecar = self.label_sidecar(bucket, &record.key, &record.sequencer, None, None, record.refused.clone());
-                if let Some(quarantined) = self.quarantine(bucket, &record.key, &record.sequencer, sidecar).await? {
+                let suffix = format!("classes-{}", names.version.as_str());
+                if let Some(quarantined) = self.quarantine(bucket, &record.key, &record.sequencer, Some(&suffix), sidecar).await?
+                {
                     record.quarantine_key = Some(quarantined);
                 }
             }
@@ -280,7 +298,7 @@ impl Ingest {
         let reason = AnnotationCode::MalformedLabelFile;
         let sidecar =
             self.label_sidecar(&notice.bucket, &notice.key, &notice.sequencer, Some(reason), Some(message.clone()), Vec::new());
-        let Some(quarantined) = self.quarantine(&notice.bucket, &notice.key, &notice.sequencer, sidecar).await? else {
+        let Some(quarantined) = self.quarantine(&notice.bucket, &notice.key, &notice.sequencer, None, sidecar).await? else {
             return Ok(ignored(notice, "the object is gone; its removal event records that"));
         };
         record.status = LabelStatus::Rejected;
@@ -325,9 +343,14 @@ impl Ingest {
         bucket: &str,
         key: &str,
         sequencer: &Sequencer,
+        suffix: Option<&str>,
         sidecar: LabelQuarantineSidecar,
     ) -> Result<Option<String>, IngestError> {
-        let quarantined = quarantine_key(key, sequencer);
+        let quarantined = match suffix {
+            // A sibling of the first copy (a key cannot also be a folder in the local store).
+            Some(suffix) => format!("{}.{suffix}", quarantine_key(key, sequencer)),
+            None => quarantine_key(key, sequencer),
+        };
         match self.objects.copy(bucket, key, &self.config.store_bucket, &quarantined).await {
             Ok(()) => {}
             Err(ObjectStoreError::NotFound { .. }) => return Ok(None),
@@ -338,9 +361,11 @@ impl Ingest {
         Ok(Some(quarantined))
     }
 
-    /// The dataset's class names, once a good `data.yaml` is in.
-    async fn known_names(&self, dataset: &str) -> Result<Option<Vec<String>>, IngestError> {
-        Ok(class_names(self.table.as_ref(), dataset).await?.map(|n| n.names).filter(|names| !names.is_empty()))
+    /// The dataset's class names, once a good `data.yaml` is in, with the sequencer of the
+    /// event that brought them.
+    async fn known_names(&self, dataset: &str) -> Result<Option<Names>, IngestError> {
+        let record = class_names(self.table.as_ref(), dataset).await?;
+        Ok(record.filter(|r| !r.names.is_empty()).map(|r| Names { names: r.names, version: r.sequencer }))
     }
 
     async fn current_labels(&self, pk: &str, sk: &str) -> Result<Option<(LabelRecord, u64)>, IngestError> {

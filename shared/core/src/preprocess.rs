@@ -31,7 +31,8 @@ pub enum ResizeMode {
     /// Stretched to the input's size, whatever its aspect (the trainer's classifiers).
     #[default]
     Squash,
-    /// Scaled to fit inside, centred, the rest padded grey (114), as Ultralytics feeds YOLO.
+    /// Scaled to fit inside, centred, the rest padded grey (114), as Ultralytics feeds YOLO
+    /// (resized with a triangle filter where Ultralytics uses OpenCV's bilinear one).
     Letterbox,
     /// Scaled so its shorter side fills the input, then cropped at the centre, as torchvision's
     /// `Resize` + `CenterCrop` feed ImageNet classifiers.
@@ -121,11 +122,14 @@ pub fn placed_planes(image: &DynamicImage, width: u32, height: u32, channels: u8
         }
         ResizeMode::Letterbox => {
             let r = (f64::from(width) / f64::from(w)).min(f64::from(height) / f64::from(h));
-            let (nw, nh) =
-                (((f64::from(w) * r).round() as u32).clamp(1, width), ((f64::from(h) * r).round() as u32).clamp(1, height));
-            // Ultralytics' split of the padding: round(d - 0.1) before, the rest after.
-            let left = ((f64::from(width - nw) / 2.0) - 0.1).round().max(0.0) as u32;
-            let top = ((f64::from(height - nh) / 2.0) - 0.1).round().max(0.0) as u32;
+            // As Ultralytics' LetterBox computes it, with Python's rounding (half to even); the
+            // padding before is round(d - 0.1), the rest goes after.
+            let (nw, nh) = (
+                ((f64::from(w) * r).round_ties_even() as u32).clamp(1, width),
+                ((f64::from(h) * r).round_ties_even() as u32).clamp(1, height),
+            );
+            let left = ((f64::from(width - nw) / 2.0) - 0.1).round_ties_even().max(0.0) as u32;
+            let top = ((f64::from(height - nh) / 2.0) - 0.1).round_ties_even().max(0.0) as u32;
             let resized = image.resize_exact(nw, nh, FilterType::Triangle).to_rgb8();
             let mut canvas = image::RgbImage::from_pixel(width, height, image::Rgb([LETTERBOX_PAD; 3]));
             image::imageops::overlay(&mut canvas, &resized, i64::from(left), i64::from(top));
@@ -135,7 +139,9 @@ pub fn placed_planes(image: &DynamicImage, width: u32, height: u32, channels: u8
         ResizeMode::ShorterSideCrop => {
             let r = (f64::from(width) / f64::from(w)).max(f64::from(height) / f64::from(h));
             let (nw, nh) = (((f64::from(w) * r).round() as u32).max(width), ((f64::from(h) * r).round() as u32).max(height));
-            let (left, top) = ((nw - width) / 2, (nh - height) / 2);
+            // torchvision's CenterCrop: round((side - crop) / 2), half to even.
+            let left = (f64::from(nw - width) / 2.0).round_ties_even() as u32;
+            let top = (f64::from(nh - height) / 2.0).round_ties_even() as u32;
             let cropped = image.resize_exact(nw, nh, FilterType::Triangle).crop_imm(left, top, width, height);
             let placement = Placement { scale_x: r, scale_y: r, offset_x: -f64::from(left), offset_y: -f64::from(top) };
             (std::borrow::Cow::Owned(cropped), placement)

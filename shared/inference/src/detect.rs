@@ -41,7 +41,7 @@ pub fn decode_yolo(output: &[f32], shape: &[usize], classes: usize, score_thresh
     for i in 0..candidates {
         let (class, score) =
             (0..classes).map(|c| (c, at(4 + c, i))).fold((0, f32::NEG_INFINITY), |best, c| if c.1 > best.1 { c } else { best });
-        if !(score >= score_threshold) {
+        if score.is_nan() || score < score_threshold {
             continue;
         }
         let (cx, cy, w, h) = (at(0, i), at(1, i), at(2, i), at(3, i));
@@ -72,7 +72,7 @@ pub fn decode_boxes_scores_labels(
     }
     let mut out = Vec::new();
     for (i, (&score, &label)) in scores.iter().zip(labels).enumerate() {
-        if !(score >= score_threshold) || label < 0 || label as usize >= classes {
+        if score.is_nan() || score < score_threshold || label < 0 || label as usize >= classes {
             continue;
         }
         let [x1, y1, x2, y2] = [boxes[4 * i], boxes[4 * i + 1], boxes[4 * i + 2], boxes[4 * i + 3]];

@@ -223,3 +223,31 @@ async fn a_bad_data_yaml_is_quarantined_and_the_labels_wait_for_a_good_one() {
     assert!(matches!(good, Outcome::ClassNames { classes: 2, checked: 1, .. }), "{good:?}");
     assert_eq!(objects.health().await.awaiting_class_names, 0);
 }
+
+#[tokio::test]
+async fn new_class_names_take_back_a_box_refused_as_unknown() {
+    let objects = Objects::new();
+    objects.put(NAMES_KEY, Bytes::from_static(b"names: [a, b]\n"), "01").await;
+    objects.put(IMAGE_KEY, image_bytes(), "02").await;
+    objects.put(LABELS_KEY, Bytes::from_static(b"0 0.5 0.5 0.2 0.2\n3 0.2 0.2 0.1 0.1\n"), "03").await;
+    let before = objects.health().await;
+    assert_eq!((before.boxes, before.rejected.get("unknown_class").copied()), (1, Some(1)));
+    let first_quarantine = label_records(objects.stack.table.as_ref(), "shelf").await.unwrap()[0].quarantine_key.clone().unwrap();
+
+    let renamed = objects.put(NAMES_KEY, Bytes::from_static(b"names: [a, b, c, d]\n"), "04").await;
+    assert!(matches!(renamed, Outcome::ClassNames { classes: 4, checked: 1, .. }), "{renamed:?}");
+    let after = objects.health().await;
+    assert_eq!((after.boxes, after.rejected.get("unknown_class")), (2, None), "{after:?}");
+    assert_eq!(after.classes["d"].boxes, 1);
+    // The first quarantine copy stays; the old names again refuse the box, in a copy of its own.
+    assert!(objects.stack.objects.exists(STORE, &first_quarantine).await.unwrap());
+    objects.put(NAMES_KEY, Bytes::from_static(b"names: [a, b]\n"), "05").await;
+    let labels = label_records(objects.stack.table.as_ref(), "shelf").await.unwrap();
+    let again = labels[0].quarantine_key.clone().unwrap();
+    assert_ne!(again, first_quarantine);
+    assert!(
+        objects.stack.objects.exists(STORE, &again).await.unwrap()
+            && objects.stack.objects.exists(STORE, &first_quarantine).await.unwrap()
+    );
+    assert_eq!(objects.health().await.rejected.get("unknown_class").copied(), Some(1));
+}

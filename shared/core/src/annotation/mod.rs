@@ -15,7 +15,7 @@ mod record;
 mod yolo;
 
 pub use record::{ClassNamesRecord, LabelQuarantineSidecar, LabelRecord, LabelStatus};
-pub use yolo::{parse_yolo_labels, ParsedLabels, MAX_BOXES_PER_FILE, MAX_LABEL_FILE_BYTES};
+pub use yolo::{parse_yolo_labels, quantise, ParsedLabels, MAX_BOXES_PER_FILE, MAX_LABEL_FILE_BYTES};
 
 /// Why an annotation (or a whole label file) was refused. Users script against these strings:
 /// never rename one, only add. They never collide with the image codes of [`crate::ReasonCode`],

@@ -43,6 +43,11 @@ pub struct LabelRecord {
     /// Whether the class indices were checked against the dataset's names: false while the
     /// dataset has no `data.yaml`; ingest checks them when it arrives.
     pub classes_checked: bool,
+    /// The sequencer of the `data.yaml` event whose names the classes were checked against: a
+    /// new `data.yaml` checks every file again (an index it does not reach is refused, one it
+    /// now reaches is taken back).
+    #[serde(default)]
+    pub checked_against: Option<Sequencer>,
     /// For a file refused whole.
     pub reason: Option<AnnotationCode>,
     pub message: Option<String>,
@@ -67,6 +72,7 @@ impl LabelRecord {
             lines: Vec::new(),
             refused: Vec::new(),
             classes_checked: false,
+            checked_against: None,
             reason: None,
             message: None,
             quarantine_key: None,

@@ -27,6 +27,25 @@ pub struct ParsedLabels {
 }
 
 impl ParsedLabels {
+    /// Takes back the boxes refused as `unknown_class` (their text is their box), so that they
+    /// can be checked against other names.
+    pub fn restore_unknown_classes(&mut self) {
+        let (unknown, rest): (Vec<RefusedAnnotation>, Vec<RefusedAnnotation>) =
+            std::mem::take(&mut self.refused).into_iter().partition(|r| r.reason == AnnotationCode::UnknownClass);
+        self.refused = rest;
+        for r in unknown {
+            match parse_line(&r.text) {
+                Ok(b) => {
+                    let at = self.lines.partition_point(|&line| line < r.line);
+                    self.boxes.insert(at, b);
+                    self.lines.insert(at, r.line);
+                }
+                Err(_) => self.refused.push(r),
+            }
+        }
+        self.refused.sort_by_key(|r| r.line);
+    }
+
     /// Refuses every box whose class index `names` does not reach, as `unknown_class`.
     pub fn check_classes(&mut self, names: &[String]) {
         let mut kept = Vec::with_capacity(self.boxes.len());
@@ -109,25 +128,52 @@ fn parse_line(line: &str) -> Result<BoundingBox, (AnnotationCode, String)> {
     }
     let [cx, cy, w, h] = numbers;
     if w <= 0.0 || h <= 0.0 {
-        return Err((AnnotationCode::EmptyBox, format!("the box is {w} wide and {h} high; a box needs a positive size")));
+        return Err((
+            AnnotationCode::EmptyBox,
+            format!("the box is {} wide and {} high; a box needs a positive size", short(w), short(h)),
+        ));
     }
     let (left, right, top, bottom) = (cx - w / 2.0, cx + w / 2.0, cy - h / 2.0, cy + h / 2.0);
     let outside = |lo: f64, hi: f64| lo < -EDGE_TOLERANCE || hi > 1.0 + EDGE_TOLERANCE;
-    if outside(left, right) || outside(top, bottom) {
+    // Clip what strays within the tolerance; what is left must still be a box inside the image.
+    let clipped = (left.max(0.0), right.min(1.0), top.max(0.0), bottom.min(1.0));
+    let empty_after_clipping = quantise(clipped.1 - clipped.0) <= 0.0 || quantise(clipped.3 - clipped.2) <= 0.0;
+    if outside(left, right) || outside(top, bottom) || empty_after_clipping {
         return Err((
             AnnotationCode::BoxOutsideImage,
             format!(
-                "the box spans x {left:.4} to {right:.4} and y {top:.4} to {bottom:.4}; YOLO coordinates are fractions of the image, 0 to 1 (pixels? divide by the image's width and height)"
+                "the box spans x {} to {} and y {} to {}; YOLO coordinates are fractions of the image, 0 to 1 (pixels? divide by the image's width and height)",
+                short(left),
+                short(right),
+                short(top),
+                short(bottom)
             ),
         ));
     }
-    if left >= 0.0 && right <= 1.0 && top >= 0.0 && bottom <= 1.0 {
-        // As written: the same text always gives the same numbers, whichever tool wrote it.
-        return Ok(BoundingBox { class, cx, cy, w, h });
+    let (left, right, top, bottom) = clipped;
+    Ok(BoundingBox {
+        class,
+        cx: quantise((left + right) / 2.0),
+        cy: quantise((top + bottom) / 2.0),
+        w: quantise(right - left),
+        h: quantise(bottom - top),
+    })
+}
+
+/// Coordinates to a millionth of the image's side (what exports write): the same box gives the
+/// same numbers whichever tool wrote it and with however many digits, so uploads of one dataset
+/// in different formats give one snapshot.
+pub fn quantise(v: f64) -> f64 {
+    (v * 1e6).round() / 1e6
+}
+
+/// A number for a message: never hundreds of digits, whatever the file held.
+fn short(v: f64) -> String {
+    if v.abs() < 1e6 {
+        format!("{v:.4}")
+    } else {
+        format!("{v:.3e}")
     }
-    // Clip what stayed within the tolerance, so every kept box is inside the image.
-    let (left, right, top, bottom) = (left.max(0.0), right.min(1.0), top.max(0.0), bottom.min(1.0));
-    Ok(BoundingBox { class, cx: (left + right) / 2.0, cy: (top + bottom) / 2.0, w: right - left, h: bottom - top })
 }
 
 /// A class index: a whole number; `3.0` is taken as 3, as Ultralytics reads it.
@@ -193,8 +239,19 @@ mod tests {
         );
         assert_eq!(parsed.lines, vec![1, 12]);
         let clipped = parsed.boxes[1];
-        assert!(clipped.cx + clipped.w / 2.0 <= 1.0, "{clipped:?}");
+        assert!(clipped.cx + clipped.w / 2.0 <= 1.0 + 1e-9, "{clipped:?}");
         assert!(parsed.refused[9].message.contains("polygon"), "{:?}", parsed.refused[9]);
+    }
+
+    #[test]
+    fn boxes_are_quantised_and_nothing_empty_survives_clipping() {
+        let parsed =
+            parse_yolo_labels(b"0 0.4765625 0.5 0.25000001 0.1\n0 -0.00005 0.5 0.00001 0.1\n0 1.00005 0.5 0.0001 0.1\n").unwrap();
+        assert_eq!((parsed.boxes[0].cx, parsed.boxes[0].w), (quantise(0.4765625), 0.25));
+        assert_eq!(parsed.boxes.len(), 1, "{parsed:?}");
+        assert!(parsed.refused.iter().all(|r| r.reason == AnnotationCode::BoxOutsideImage));
+        let huge = parse_yolo_labels(b"0 1e300 0.5 1e300 0.1\n").unwrap();
+        assert!(huge.refused[0].message.len() < 200, "{}", huge.refused[0].message);
     }
 
     #[test]
@@ -204,6 +261,11 @@ mod tests {
         assert_eq!(parsed.boxes.len(), 1);
         assert_eq!(codes(&parsed), vec![(2, AnnotationCode::UnknownClass), (3, AnnotationCode::MalformedAnnotation)]);
         assert!(parsed.refused[0].message.contains("names 2 classes"), "{}", parsed.refused[0].message);
+        // Names that reach further take the box back, in its place.
+        parsed.restore_unknown_classes();
+        parsed.check_classes(&(0..8).map(|i| i.to_string()).collect::<Vec<_>>());
+        assert_eq!((parsed.boxes.len(), parsed.lines.clone()), (2, vec![1, 2]));
+        assert_eq!(codes(&parsed), vec![(3, AnnotationCode::MalformedAnnotation)]);
     }
 
     #[test]

@@ -53,7 +53,7 @@ pub struct DetectionHealth {
     pub boxes: usize,
     /// Accepted images without a box.
     pub background_images: usize,
-    /// Per class name (index order of `data.yaml`; `class <i>` while it has not arrived).
+    /// Per class, by name (`class <i>` for an index `data.yaml` does not name yet).
     pub classes: BTreeMap<String, ClassCount>,
     /// The class names in index order, empty until `data.yaml` is in.
     pub class_names: Vec<String>,
@@ -225,6 +225,7 @@ mod tests {
                 .map(|reason| RefusedAnnotation { line: 9, text: String::new(), reason, message: String::new() })
                 .collect(),
             classes_checked: true,
+            checked_against: None,
             reason: None,
             message: None,
             quarantine_key: None,

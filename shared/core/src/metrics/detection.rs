@@ -236,18 +236,23 @@ pub fn precision_recall_at(
     detections: &[Detection],
     score_threshold: f64,
 ) -> (f64, f64) {
-    let kept: Vec<Detection> = detections.iter().filter(|d| d.score >= score_threshold).copied().collect();
     let thresholds = iou_thresholds();
     let image_set: std::collections::BTreeSet<u64> = images.iter().copied().collect();
-    let (mut tp, mut fp, mut support) = (0u64, 0u64, 0u64);
-    let mut keys: std::collections::BTreeSet<(u32, u64)> = std::collections::BTreeSet::new();
-    keys.extend(ground_truth.iter().filter(|g| image_set.contains(&g.image)).map(|g| (g.class, g.image)));
-    keys.extend(kept.iter().filter(|d| image_set.contains(&d.image)).map(|d| (d.class, d.image)));
-    for (class, image) in keys {
-        let gts: Vec<&GroundTruth> = ground_truth.iter().filter(|g| g.class == class && g.image == image).collect();
-        let mut dts: Vec<&Detection> = kept.iter().filter(|d| d.class == class && d.image == image).collect();
-        support += gts.iter().filter(|g| !g.crowd).count() as u64;
-        let m = match_image(&gts, &mut dts, &thresholds);
+    let mut gt_by: BTreeMap<(u32, u64), Vec<&GroundTruth>> = BTreeMap::new();
+    for g in ground_truth.iter().filter(|g| image_set.contains(&g.image)) {
+        gt_by.entry((g.class, g.image)).or_default().push(g);
+    }
+    let mut dt_by: BTreeMap<(u32, u64), Vec<&Detection>> = BTreeMap::new();
+    for d in detections.iter().filter(|d| d.score >= score_threshold && image_set.contains(&d.image)) {
+        dt_by.entry((d.class, d.image)).or_default().push(d);
+    }
+    let (mut tp, mut fp) = (0u64, 0u64);
+    let support = gt_by.values().flatten().filter(|g| !g.crowd).count() as u64;
+    let keys: std::collections::BTreeSet<(u32, u64)> = gt_by.keys().chain(dt_by.keys()).copied().collect();
+    for key in keys {
+        let gts = gt_by.get(&key).map(Vec::as_slice).unwrap_or_default();
+        let mut dts = dt_by.get(&key).cloned().unwrap_or_default();
+        let m = match_image(gts, &mut dts, &thresholds);
         for (hit, ignore) in m.matched.iter().zip(&m.ignored) {
             match (hit[0], ignore[0]) {
                 (_, true) => {}

@@ -31,8 +31,11 @@ mod sample;
 pub use baseline::{Baseline, BoxBaseline, Histogram, Scale};
 pub use sample::{fetch_sample, fetch_sample_downscaled, Sample, SAMPLE_SHORT_SIDE};
 
-/// Lines per manifest part (about 10 MB of JSON).
+/// Lines per manifest part (about 10 MB of JSON for classified images).
 pub const PART_LINES: usize = 50_000;
+/// A part is also cut at this size, whatever its lines hold (an image of boxes can take tens of
+/// KB), so a reader's 64 MiB bound on a part always holds.
+pub const PART_BYTES: usize = 16 << 20;
 
 /// One manifest line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -130,7 +133,7 @@ impl PartWriter<'_> {
         serde_json::to_writer(&mut self.buffer, line).expect("a manifest line serialises");
         self.buffer.push(b'\n');
         self.lines += 1;
-        if self.lines == self.part_lines {
+        if self.lines == self.part_lines || self.buffer.len() >= PART_BYTES {
             self.flush().await?;
         }
         Ok(())
@@ -290,6 +293,10 @@ pub async fn create_with(
         return Err(SnapshotError::Empty(dataset.to_owned()));
     }
     writer.flush().await?;
+    if let Some(detection) = &detection {
+        // Boxes name classes by index: the names are part of what the snapshot is.
+        writer.id_hasher.update(serde_json::to_vec(&detection.names).expect("names serialise"));
+    }
     let id = hex::encode(&writer.id_hasher.finalize()[..8]);
     let snapshot = Snapshot {
         id: id.clone(),

@@ -122,13 +122,14 @@ pub fn convert(dir: &Path) -> anyhow::Result<Converted> {
         let coco: CocoFile = serde_json::from_reader(std::io::BufReader::with_capacity(1 << 20, file))
             .with_context(|| format!("{} is not a COCO file", path.display()))?;
         let used: BTreeSet<u64> = coco.annotations.iter().map(|a| a.category_id).collect();
-        let supercategories: BTreeSet<&str> = coco.categories.iter().filter_map(|c| c.supercategory.as_deref()).collect();
-        let mut classes: Vec<(u64, String)> = coco
-            .categories
-            .iter()
-            .filter(|c| used.contains(&c.id) || !supercategories.contains(c.name.as_str()))
-            .map(|c| (c.id, c.name.clone()))
-            .collect();
+        // A placeholder: unused, and the supercategory of another category (not of itself, as
+        // CVAT and Label Studio write every category).
+        let placeholder = |c: &CocoCategory| {
+            !used.contains(&c.id)
+                && coco.categories.iter().any(|other| other.id != c.id && other.supercategory.as_deref() == Some(c.name.as_str()))
+        };
+        let mut classes: Vec<(u64, String)> =
+            coco.categories.iter().filter(|c| !placeholder(c)).map(|c| (c.id, c.name.clone())).collect();
         classes.sort();
         match &names {
             None => names = Some(classes.clone()),
@@ -163,9 +164,16 @@ pub fn convert(dir: &Path) -> anyhow::Result<Converted> {
             lines.entry(a.image_id).or_default().push(line);
         }
         let folder = path.parent().unwrap_or(dir);
+        let mut names_seen = BTreeSet::new();
         for image in coco.images {
             let file = image.file_name.replace('\\', "/");
             let name = file.rsplit('/').next().unwrap_or(&file).to_owned();
+            if !names_seen.insert(name.clone()) {
+                bail!(
+                    "{} lists two images named {name} in {folder_name}; a split folder holds one file of a name (rename one)",
+                    path.display()
+                );
+            }
             let candidates = [
                 folder.join(&file),
                 dir.join(&folder_name).join(&file),

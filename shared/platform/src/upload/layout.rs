@@ -57,7 +57,8 @@ impl DatasetFormat {
         }
     }
 
-    /// The layout of `dir`: a manifest when it is a `.csv` or `.jsonl` file, YOLO when a YAML file with `names` sits at its top, then COCO when
+    /// The layout of `dir`: a manifest when it is a `.csv` or `.jsonl` file or holds
+    /// `manifest.jsonl`, YOLO when a YAML file with `names` sits at its top, then COCO when
     /// it holds COCO files, VOC when it has `Annotations/` and `JPEGImages/`, else imagefolder.
     pub fn detect(dir: &Path) -> Self {
         if super::manifest::is_manifest(dir) {

@@ -18,14 +18,17 @@ use cvops_core::key::{DatasetName, CLASS_NAMES_FILE};
 use cvops_ingest::data_yaml::{canonical_data_yaml, parse_data_yaml};
 
 use super::layout::{Put, Source};
-use crate::export::JsonlLine;
+use crate::export::{JsonlLine, MANIFEST_FILE};
 
-/// Whether `path` is a manifest file, by its extension.
+/// Whether `path` is a manifest file (by its extension), or a folder with `manifest.jsonl` at
+/// its top (what `cvops export --format jsonl` writes).
 pub fn is_manifest(path: &Path) -> bool {
-    path.is_file() && path.extension().is_some_and(|e| e == "csv" || e == "jsonl")
+    (path.is_file() && path.extension().is_some_and(|e| e == "csv" || e == "jsonl")) || path.join(MANIFEST_FILE).is_file()
 }
 
 pub fn plan_manifest(dataset: &DatasetName, manifest: &Path) -> anyhow::Result<Vec<Put>> {
+    let inside = manifest.join(MANIFEST_FILE);
+    let manifest = if manifest.is_dir() { inside.as_path() } else { manifest };
     let base = manifest.parent().unwrap_or(Path::new("."));
     let lines = if manifest.extension().is_some_and(|e| e == "csv") { read_csv(manifest)? } else { read_jsonl(manifest)? };
     if lines.is_empty() {

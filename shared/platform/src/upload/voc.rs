@@ -4,7 +4,8 @@
 //! Boxes convert as Ultralytics converts VOC (1-based pixel corners: the centre moves up-left by
 //! one pixel, the size is `xmax - xmin`). Classes are the object names sorted, unless a
 //! `labels.txt` or `classes.txt` at the top names them in order. Images no split list names go
-//! to train (val is then carved from train by the snapshot). `difficult` objects are kept. An
+//! to train (val is then carved from train by the snapshot); images with no annotation file are
+//! background images. `difficult` objects are kept. An
 //! annotation file that cannot be read becomes one line naming it, so ingest refuses it as
 //! `malformed_annotation` and keeps the image.
 
@@ -126,6 +127,26 @@ pub fn convert(dir: &Path) -> anyhow::Result<Converted> {
         let name = image.as_ref().and_then(|p| p.file_name()).and_then(|n| n.to_str()).map_or(format!("{id}.jpg"), str::to_owned);
         let split = split_of.get(id).copied().unwrap_or(Split::Train);
         converted.images.push(ConvertedImage { folder: split.as_str().to_owned(), file: name, path: image, lines: Some(lines) });
+    }
+    // Images no annotation file describes: background images, not dropped.
+    let described: BTreeSet<String> = parsed.iter().map(|(id, _)| id.clone()).collect();
+    let mut images: Vec<_> =
+        std::fs::read_dir(dir.join("JPEGImages"))?.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect();
+    images.sort();
+    for image in images {
+        let (Some(id), Some(name)) = (image.file_stem().and_then(|s| s.to_str()), image.file_name().and_then(|s| s.to_str()))
+        else {
+            continue;
+        };
+        if !described.contains(id) {
+            let split = split_of.get(id).copied().unwrap_or(Split::Train);
+            converted.images.push(ConvertedImage {
+                folder: split.as_str().to_owned(),
+                file: name.to_owned(),
+                path: Some(image.clone()),
+                lines: None,
+            });
+        }
     }
     Ok(converted)
 }
