@@ -106,6 +106,37 @@ fn the_demo_uploads_both_sample_sets_and_prints_the_health_summary() {
     assert_eq!(first["samples"].as_u64(), Some(5002));
     assert_eq!(first["id"], second["id"], "content-addressed");
 
+    // The demo's model, imported as a model trained elsewhere: evaluated on the same test split.
+    let models = data.join("buckets/models");
+    let files: Vec<std::path::PathBuf> = walk(&models);
+    let card = files.iter().find(|p| p.ends_with("card.json")).expect("the demo's card");
+    let card: serde_json::Value = serde_json::from_slice(&std::fs::read(card).unwrap()).unwrap();
+    let labels = dir.path().join("labels.txt");
+    let names: Vec<&str> = card["labels"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    std::fs::write(&labels, names.join("\n")).unwrap();
+    let onnx = files.iter().find(|p| p.ends_with("model.onnx")).expect("the demo's model");
+    let (mean, std) = (card["input"]["mean"][0].as_f64().unwrap(), card["input"]["std"][0].as_f64().unwrap());
+    let import = |labels: &std::path::Path| {
+        cvops(&data)
+            .args(["models", "import", "imported"])
+            .arg(onnx)
+            .args(["--dataset", "digits", "--input", "3x28x28", "--json", "--labels"])
+            .arg(labels)
+            .args(["--mean", &format!("{mean},{mean},{mean}"), "--std", &format!("{std},{std},{std}")])
+            .output()
+            .unwrap()
+    };
+    let out = import(&labels);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(outcome["outcome"], "registered", "{outcome}");
+    assert_eq!(outcome["version"]["evaluation"]["images"].as_u64(), Some(500), "{outcome}");
+    std::fs::write(&labels, names[..3].join("\n")).unwrap();
+    let refused = import(&labels);
+    assert_eq!(refused.status.code(), Some(1), "a refused import exits 1");
+    let outcome: serde_json::Value = serde_json::from_slice(&refused.stdout).unwrap();
+    assert_eq!(outcome["version"]["reason_code"], "shape_mismatch", "{outcome}");
+
     // Running it again starts afresh in the folder it made.
     assert!(cvops(&data).args(["demo", "--epochs", "1", "--set", "width=4"]).output().unwrap().status.success());
 }
@@ -126,4 +157,18 @@ fn an_unknown_dataset_says_how_to_list_them() {
     let out = cvops(dir.path()).args(["images", "--dataset", "nope"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cvops datasets"));
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }
