@@ -184,12 +184,14 @@ impl Ingest {
             }
             Err(e) => return Err(e.into()),
         };
-        let previous_names = current.map(|(record, _)| record.names).unwrap_or_default();
+        let (previous_names, previous_from) =
+            current.map(|(record, _)| (record.names, record.names_sequencer)).unwrap_or_default();
         let mut record = ClassNamesRecord {
             key: notice.key.clone(),
             dataset: dataset.clone(),
             sequencer: notice.sequencer.clone(),
             names: previous_names,
+            names_sequencer: previous_from,
             reason: None,
             message: None,
         };
@@ -221,7 +223,7 @@ impl Ingest {
                 });
             }
         };
-        record.names = names;
+        (record.names, record.names_sequencer) = (names, Some(notice.sequencer.clone()));
         self.table.put_if_unchanged(Item::from_record(&pk, CLASS_NAMES_SK, &record)?, read_version).await?;
         let names = Names { names: record.names.clone(), version: record.sequencer.clone() };
         let checked = self.check_waiting_labels(&notice.bucket, &pk, &names).await?;
@@ -365,7 +367,10 @@ impl Ingest {
     /// event that brought them.
     async fn known_names(&self, dataset: &str) -> Result<Option<Names>, IngestError> {
         let record = class_names(self.table.as_ref(), dataset).await?;
-        Ok(record.filter(|r| !r.names.is_empty()).map(|r| Names { names: r.names, version: r.sequencer }))
+        Ok(record.filter(|r| !r.names.is_empty()).map(|r| {
+            let version = r.names_sequencer.unwrap_or(r.sequencer);
+            Names { names: r.names, version }
+        }))
     }
 
     async fn current_labels(&self, pk: &str, sk: &str) -> Result<Option<(LabelRecord, u64)>, IngestError> {

@@ -222,6 +222,12 @@ async fn a_bad_data_yaml_is_quarantined_and_the_labels_wait_for_a_good_one() {
     let good = objects.put(NAMES_KEY, Bytes::from_static(b"names: [a, b]\n"), "03").await;
     assert!(matches!(good, Outcome::ClassNames { classes: 2, checked: 1, .. }), "{good:?}");
     assert_eq!(objects.health().await.awaiting_class_names, 0);
+    // A bad data.yaml after a good one keeps the names, and checks nothing again.
+    let before = label_records(objects.stack.table.as_ref(), "shelf").await.unwrap();
+    let bad = objects.put(NAMES_KEY, Bytes::from_static(b"names: oops\n"), "04").await;
+    assert!(matches!(bad, Outcome::LabelsRejected { .. }), "{bad:?}");
+    assert_eq!(label_records(objects.stack.table.as_ref(), "shelf").await.unwrap(), before);
+    assert_eq!(objects.health().await.class_names, vec!["a", "b"]);
 }
 
 #[tokio::test]

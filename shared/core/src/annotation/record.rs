@@ -87,6 +87,10 @@ pub struct ClassNamesRecord {
     pub dataset: String,
     pub sequencer: Sequencer,
     pub names: Vec<String>,
+    /// The event that brought `names` (a `data.yaml` refused later keeps them and this): the
+    /// version label files are checked against.
+    #[serde(default)]
+    pub names_sequencer: Option<Sequencer>,
     /// For a `data.yaml` refused whole: the names stay what they were.
     pub reason: Option<AnnotationCode>,
     pub message: Option<String>,

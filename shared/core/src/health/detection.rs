@@ -243,6 +243,7 @@ mod tests {
             dataset: "d".into(),
             sequencer: Sequencer::new("0A"),
             names: vec!["cat".into(), "dog".into()],
+            names_sequencer: None,
             reason: None,
             message: None,
         };
