@@ -170,7 +170,12 @@ impl Ingest {
         Err(IngestError::Contended(notice.key.clone()))
     }
 
-    async fn current(&self, pk: &str, sk: &str) -> Result<Option<(ImageRecord, u64)>, IngestError> {
+    /// The record at (`pk`, `sk`) with its item version, for a conditional write after it.
+    pub(crate) async fn current<T: serde::de::DeserializeOwned>(
+        &self,
+        pk: &str,
+        sk: &str,
+    ) -> Result<Option<(T, u64)>, IngestError> {
         Ok(match self.table.get(pk, sk).await? {
             Some(item) => Some((item.to_record()?, item.version)),
             None => None,
@@ -194,7 +199,7 @@ impl Ingest {
             Err(rejection) => Err(rejection),
         };
         let dataset = catalog_dataset(&notice.key);
-        let current = self.current(&dataset_pk(&dataset), &image_sk(&notice.key)).await?;
+        let current = self.current::<ImageRecord>(&dataset_pk(&dataset), &image_sk(&notice.key)).await?;
         if let Some((record, _)) = &current {
             if record.sequencer > notice.sequencer {
                 return Ok(ignored(notice, "a newer event for this key was already applied"));
@@ -334,13 +339,6 @@ impl Ingest {
         rejection: Rejection,
     ) -> Result<Outcome, IngestError> {
         let quarantined = quarantine_key(&notice.key, &notice.sequencer);
-        match self.objects.copy(&notice.bucket, &notice.key, &self.config.store_bucket, &quarantined).await {
-            Ok(()) => {}
-            Err(ObjectStoreError::NotFound { .. }) => {
-                return Ok(ignored(notice, "the object is gone; its removal event records that"));
-            }
-            Err(e) => return Err(e.into()),
-        }
         let sidecar = QuarantineSidecar {
             reason: rejection.reason,
             message: rejection.message.clone(),
@@ -349,8 +347,9 @@ impl Ingest {
             sequencer: notice.sequencer.clone(),
             quarantined_at: self.clock.now().to_rfc3339(),
         };
-        let sidecar = serde_json::to_vec_pretty(&sidecar).expect("the sidecar serialises");
-        self.objects.put(&self.config.store_bucket, &quarantine_sidecar_key(&quarantined), Bytes::from(sidecar)).await?;
+        if !self.copy_to_quarantine(&notice.bucket, &notice.key, &quarantined, &sidecar).await? {
+            return Ok(ignored(notice, "the object is gone; its removal event records that"));
+        }
 
         record.status = ImageStatus::Rejected;
         record.reason = Some(rejection.reason);
@@ -366,6 +365,25 @@ impl Ingest {
             message: rejection.message,
             quarantine_key: quarantined,
         })
+    }
+
+    /// Copies the object to `quarantined` in the store bucket and writes `sidecar` beside it, in
+    /// that order; false when the object is already gone.
+    pub(crate) async fn copy_to_quarantine(
+        &self,
+        bucket: &str,
+        key: &str,
+        quarantined: &str,
+        sidecar: &impl Serialize,
+    ) -> Result<bool, IngestError> {
+        match self.objects.copy(bucket, key, &self.config.store_bucket, quarantined).await {
+            Ok(()) => {}
+            Err(ObjectStoreError::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+        let sidecar = serde_json::to_vec_pretty(sidecar).expect("the sidecar serialises");
+        self.objects.put(&self.config.store_bucket, &quarantine_sidecar_key(quarantined), Bytes::from(sidecar)).await?;
+        Ok(true)
     }
 
     /// Deletes the raw original of a rejected upload, unless the key now holds newer bytes (a
@@ -397,7 +415,7 @@ impl Ingest {
             _ => {}
         }
         let dataset = catalog_dataset(&notice.key);
-        let current = self.current(&dataset_pk(&dataset), &image_sk(&notice.key)).await?;
+        let current = self.current::<ImageRecord>(&dataset_pk(&dataset), &image_sk(&notice.key)).await?;
         let (mut record, read_version) = match current {
             Some((record, _)) if record.sequencer >= notice.sequencer => {
                 return Ok(ignored(notice, "a newer event for this key was already applied"));
@@ -468,7 +486,7 @@ impl Ingest {
         let pk = dataset_pk(dataset);
         for entry in self.table.query_all(&pk, &duplicates_prefix(sha256)).await? {
             let Some(key) = entry.str_attr("key").map(str::to_owned) else { continue };
-            let Some((mut record, version)) = self.current(&pk, &image_sk(&key)).await? else { continue };
+            let Some((mut record, version)) = self.current::<ImageRecord>(&pk, &image_sk(&key)).await? else { continue };
             if record.status != ImageStatus::Duplicate || record.sha256.as_deref() != Some(sha256) {
                 self.table.delete(&pk, &entry.sk).await?;
                 continue;

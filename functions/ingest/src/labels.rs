@@ -12,15 +12,12 @@
 //! sees the other. A record keeps the `data.yaml` event it was checked against, and only newer
 //! names check it again: a box refused as `unknown_class` comes back when new names reach it.
 
-use bytes::Bytes;
 use cvops_core::annotation::RefusedAnnotation;
 use cvops_core::annotation::{
     parse_yolo_labels, AnnotationCode, ClassNamesRecord, LabelQuarantineSidecar, LabelRecord, LabelStatus, ParsedLabels,
     MAX_LABEL_FILE_BYTES,
 };
-use cvops_core::catalog::{
-    class_names, dataset_pk, label_sk, quarantine_key, quarantine_sidecar_key, CLASS_NAMES_SK, LABEL_SK_PREFIX,
-};
+use cvops_core::catalog::{class_names, dataset_pk, label_sk, quarantine_key, CLASS_NAMES_SK, LABEL_SK_PREFIX};
 use cvops_core::key::{AnnotatedKey, DatasetName};
 use cvops_core::ports::{Item, ObjectStoreError, TableError, TableExt};
 use cvops_core::sequencer::Sequencer;
@@ -44,7 +41,7 @@ impl Ingest {
     pub(crate) async fn labels_created(&self, notice: &Notice, key: AnnotatedKey) -> Result<Outcome, IngestError> {
         let dataset = key.dataset.to_string();
         let (pk, sk) = (dataset_pk(&dataset), label_sk(&notice.key));
-        let current = self.current_labels(&pk, &sk).await?;
+        let current = self.current::<LabelRecord>(&pk, &sk).await?;
         if let Some((record, _)) = &current {
             if record.sequencer > notice.sequencer {
                 return Ok(ignored(notice, "a newer event for this key was already applied"));
@@ -115,7 +112,7 @@ impl Ingest {
     pub(crate) async fn labels_removed(&self, notice: &Notice, key: AnnotatedKey) -> Result<Outcome, IngestError> {
         let dataset = key.dataset.to_string();
         let (pk, sk) = (dataset_pk(&dataset), label_sk(&notice.key));
-        let (mut record, read_version) = match self.current_labels(&pk, &sk).await? {
+        let (mut record, read_version) = match self.current::<LabelRecord>(&pk, &sk).await? {
             Some((record, _)) if record.sequencer >= notice.sequencer => {
                 return Ok(ignored(notice, "a newer event for this key was already applied"));
             }
@@ -147,10 +144,7 @@ impl Ingest {
     pub(crate) async fn class_names_created(&self, notice: &Notice, dataset: DatasetName) -> Result<Outcome, IngestError> {
         let dataset = dataset.to_string();
         let pk = dataset_pk(&dataset);
-        let current = match self.table.get(&pk, CLASS_NAMES_SK).await? {
-            Some(item) => Some((item.to_record::<ClassNamesRecord>()?, item.version)),
-            None => None,
-        };
+        let current = self.current::<ClassNamesRecord>(&pk, CLASS_NAMES_SK).await?;
         if let Some((record, _)) = &current {
             if record.sequencer > notice.sequencer {
                 return Ok(ignored(notice, "a newer event for this key was already applied"));
@@ -257,7 +251,7 @@ impl Ingest {
         names: &Names,
     ) -> Result<Option<LabelRecord>, IngestError> {
         for _ in 0..CHECK_ATTEMPTS {
-            let Some((mut record, version)) = self.current_labels(pk, sk).await? else { return Ok(None) };
+            let Some((mut record, version)) = self.current::<LabelRecord>(pk, sk).await? else { return Ok(None) };
             // Only names newer than those it was checked against (or its first) change anything.
             let newer = record.checked_against.as_ref().is_none_or(|checked| *checked < names.version);
             if record.status != LabelStatus::Accepted || !newer {
@@ -353,14 +347,7 @@ impl Ingest {
             Some(suffix) => format!("{}.{suffix}", quarantine_key(key, sequencer)),
             None => quarantine_key(key, sequencer),
         };
-        match self.objects.copy(bucket, key, &self.config.store_bucket, &quarantined).await {
-            Ok(()) => {}
-            Err(ObjectStoreError::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        }
-        let sidecar = serde_json::to_vec_pretty(&sidecar).expect("the sidecar serialises");
-        self.objects.put(&self.config.store_bucket, &quarantine_sidecar_key(&quarantined), Bytes::from(sidecar)).await?;
-        Ok(Some(quarantined))
+        Ok(self.copy_to_quarantine(bucket, key, &quarantined, &sidecar).await?.then_some(quarantined))
     }
 
     /// The dataset's class names, once a good `data.yaml` is in, with the sequencer of the
@@ -371,13 +358,6 @@ impl Ingest {
             let version = r.names_sequencer.unwrap_or(r.sequencer);
             Names { names: r.names, version }
         }))
-    }
-
-    async fn current_labels(&self, pk: &str, sk: &str) -> Result<Option<(LabelRecord, u64)>, IngestError> {
-        Ok(match self.table.get(pk, sk).await? {
-            Some(item) => Some((item.to_record()?, item.version)),
-            None => None,
-        })
     }
 }
 

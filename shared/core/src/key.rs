@@ -166,6 +166,12 @@ impl RawKey {
     }
 }
 
+/// A file name without its last extension (`a.b.jpg` is `a.b`): how an image finds its label
+/// file, as Ultralytics finds it.
+pub fn file_stem(file: &str) -> &str {
+    file.rsplit_once('.').map_or(file, |(stem, _)| stem)
+}
+
 /// A key of the detection layout: an image or a label file, under a split folder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AnnotatedKey {
@@ -179,7 +185,7 @@ pub struct AnnotatedKey {
 impl AnnotatedKey {
     /// The file name without its last extension: what an image and its label file share.
     pub fn stem(&self) -> &str {
-        self.file.rsplit_once('.').map_or(self.file.as_str(), |(stem, _)| stem)
+        file_stem(&self.file)
     }
 
     /// The key of the label file that holds this image's boxes, as Ultralytics finds it

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context};
 use cvops_core::annotation::LabeledBox;
 use cvops_core::catalog::{dataset_names, dataset_pk};
-use cvops_core::key::DATASETS_PREFIX;
+use cvops_core::key::{file_stem, DATASETS_PREFIX};
 use cvops_core::ports::{ObjectStore, Table};
 use cvops_core::snapshot::{descriptor_key, snapshot_sk, ManifestLine, Snapshot};
 use cvops_core::validate::ValidationLimits;
@@ -194,7 +194,7 @@ impl Writer<'_> {
         // Detection paths are images/<folder>/<file>: the folder and the file's stem.
         let mut parts = relative.split('/');
         let (folder, file) = (parts.nth(1).unwrap_or_default().to_owned(), parts.next().unwrap_or_default().to_owned());
-        let stem = file.rsplit_once('.').map_or(file.as_str(), |(stem, _)| stem).to_owned();
+        let stem = file_stem(&file).to_owned();
         match self.format {
             ExportFormat::Imagefolder => {}
             ExportFormat::Yolo => {

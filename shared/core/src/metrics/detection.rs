@@ -132,19 +132,30 @@ fn match_image(gts: &[&GroundTruth], dts: &mut Vec<&Detection>, thresholds: &[f6
     ImageMatches { scores: dts.iter().map(|d| d.score).collect(), matched, ignored }
 }
 
+/// Ground truth and detections on `images`, grouped by (class, image): what COCO matches within.
+#[allow(clippy::type_complexity)]
+fn by_class_and_image<'a>(
+    images: &std::collections::BTreeSet<u64>,
+    ground_truth: &'a [GroundTruth],
+    detections: impl Iterator<Item = &'a Detection>,
+) -> (BTreeMap<(u32, u64), Vec<&'a GroundTruth>>, BTreeMap<(u32, u64), Vec<&'a Detection>>) {
+    let mut gt_by: BTreeMap<(u32, u64), Vec<&GroundTruth>> = BTreeMap::new();
+    for g in ground_truth.iter().filter(|g| images.contains(&g.image)) {
+        gt_by.entry((g.class, g.image)).or_default().push(g);
+    }
+    let mut dt_by: BTreeMap<(u32, u64), Vec<&Detection>> = BTreeMap::new();
+    for d in detections.filter(|d| images.contains(&d.image)) {
+        dt_by.entry((d.class, d.image)).or_default().push(d);
+    }
+    (gt_by, dt_by)
+}
+
 /// Evaluates `detections` against `ground_truth` over `images` (detections on other images are
 /// left out, as COCO evaluates the ground truth's images only).
 pub fn evaluate(images: &[u64], ground_truth: &[GroundTruth], detections: &[Detection]) -> DetectionEvaluation {
     let thresholds = iou_thresholds();
     let image_set: std::collections::BTreeSet<u64> = images.iter().copied().collect();
-    let mut gt_by: BTreeMap<(u32, u64), Vec<&GroundTruth>> = BTreeMap::new();
-    for g in ground_truth.iter().filter(|g| image_set.contains(&g.image)) {
-        gt_by.entry((g.class, g.image)).or_default().push(g);
-    }
-    let mut dt_by: BTreeMap<(u32, u64), Vec<&Detection>> = BTreeMap::new();
-    for d in detections.iter().filter(|d| image_set.contains(&d.image)) {
-        dt_by.entry((d.class, d.image)).or_default().push(d);
-    }
+    let (gt_by, dt_by) = by_class_and_image(&image_set, ground_truth, detections.iter());
     let classes: std::collections::BTreeSet<u32> = gt_by.keys().chain(dt_by.keys()).map(|(c, _)| *c).collect();
     let mut per_class = BTreeMap::new();
     for class in classes {
@@ -238,14 +249,8 @@ pub fn precision_recall_at(
 ) -> (f64, f64) {
     let thresholds = iou_thresholds();
     let image_set: std::collections::BTreeSet<u64> = images.iter().copied().collect();
-    let mut gt_by: BTreeMap<(u32, u64), Vec<&GroundTruth>> = BTreeMap::new();
-    for g in ground_truth.iter().filter(|g| image_set.contains(&g.image)) {
-        gt_by.entry((g.class, g.image)).or_default().push(g);
-    }
-    let mut dt_by: BTreeMap<(u32, u64), Vec<&Detection>> = BTreeMap::new();
-    for d in detections.iter().filter(|d| d.score >= score_threshold && image_set.contains(&d.image)) {
-        dt_by.entry((d.class, d.image)).or_default().push(d);
-    }
+    let kept = detections.iter().filter(|d| d.score >= score_threshold);
+    let (gt_by, dt_by) = by_class_and_image(&image_set, ground_truth, kept);
     let (mut tp, mut fp) = (0u64, 0u64);
     let support = gt_by.values().flatten().filter(|g| !g.crowd).count() as u64;
     let keys: std::collections::BTreeSet<(u32, u64)> = gt_by.keys().chain(dt_by.keys()).copied().collect();

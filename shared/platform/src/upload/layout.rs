@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
-use cvops_core::key::{DatasetName, Split, CLASS_NAMES_FILE};
+use cvops_core::key::{file_stem, DatasetName, Split, CLASS_NAMES_FILE};
 use cvops_ingest::data_yaml::{canonical_data_yaml, parse_data_yaml};
 
 use super::files_under;
@@ -135,7 +135,7 @@ fn plan_converted(dataset: &DatasetName, converted: Converted) -> anyhow::Result
             puts.push(Put { key: format!("datasets/{dataset}/images/{folder}/{file}"), source: Source::File(path) });
         }
         if let Some(lines) = image.lines {
-            let stem = file.rsplit_once('.').map_or(file.as_str(), |(stem, _)| stem);
+            let stem = file_stem(&file);
             let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
             puts.push(Put {
                 key: format!("datasets/{dataset}/labels/{folder}/{stem}.txt"),
@@ -179,7 +179,7 @@ fn plan_yolo(dataset: &DatasetName, dir: &Path) -> anyhow::Result<Vec<Put>> {
         let image_files = if images.is_dir() { files_under(&images)? } else { Vec::new() };
         for image in image_files {
             let file = flat_name(&images, &image)?;
-            let stem = file.rsplit_once('.').map_or(file.as_str(), |(stem, _)| stem).to_owned();
+            let stem = file_stem(&file).to_owned();
             puts.push(Put { key: format!("datasets/{dataset}/images/{folder}/{file}"), source: Source::File(image) });
             let label = labels.join(format!("{stem}.txt"));
             if label.is_file() && stems_with_images.insert(stem.clone()) {

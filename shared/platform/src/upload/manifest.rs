@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
 use cvops_core::annotation::BoundingBox;
-use cvops_core::key::{DatasetName, CLASS_NAMES_FILE};
+use cvops_core::key::{file_stem, DatasetName, CLASS_NAMES_FILE};
 use cvops_ingest::data_yaml::{canonical_data_yaml, parse_data_yaml};
 
 use super::layout::{Put, Source};
@@ -63,7 +63,7 @@ pub fn plan_manifest(dataset: &DatasetName, manifest: &Path) -> anyhow::Result<V
                         manifest.display()
                     )
                 })?;
-                let stem = file.rsplit_once('.').map_or(file, |(stem, _)| stem);
+                let stem = file_stem(file);
                 puts.push(Put { key: format!("datasets/{dataset}/images/{split}/{file}"), source: Source::File(path.clone()) });
                 let text: String = boxes
                     .iter()
