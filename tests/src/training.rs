@@ -40,12 +40,7 @@ impl Buckets {
     }
 
     pub fn register_config(&self, promotion_floor: f64) -> RegisterConfig {
-        RegisterConfig {
-            raw_bucket: self.raw.clone(),
-            store_bucket: self.store.clone(),
-            models_bucket: self.models.clone(),
-            promotion_floor,
-        }
+        RegisterConfig { promotion_floor, ..RegisterConfig::new(self.raw.clone(), self.store.clone(), self.models.clone()) }
     }
 }
 

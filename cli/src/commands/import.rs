@@ -1,6 +1,10 @@
-//! `cvops models import NAME model.onnx --dataset D --labels FILE --input CxHxW`: a classifier
-//! trained elsewhere (PyTorch, timm, Ultralytics' classify export...) into the registry, where it
-//! is verified, evaluated on the dataset's test split and gated like a model trained here.
+//! `cvops models import NAME model.onnx --dataset D --labels FILE --input CxHxW [--task T]`: a
+//! classifier (PyTorch, timm, Ultralytics' classify export...) or a detector (Ultralytics'
+//! YOLOv8/YOLO11 export, or any graph giving boxes, scores and labels) trained elsewhere into the
+//! registry, where it is verified, evaluated on the dataset's test split and gated like a model
+//! trained here.
+//!
+//! A detector's defaults are Ultralytics': letterboxed, scaled to 0..1 with no mean or std.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,6 +12,7 @@ use std::process::ExitCode;
 use anyhow::{anyhow, bail, Context};
 use cvops_core::key::DatasetName;
 use cvops_core::preprocess::{InputSpec, ResizeMode};
+use cvops_core::task::{OutputLayout, Task};
 use cvops_platform::import::{import_model, ImportRequest};
 use cvops_platform::LocalPlatform;
 use cvops_register_model::Outcome;
@@ -29,18 +34,24 @@ pub struct Args {
     /// The input as channels x height x width, such as 3x224x224.
     #[arg(long, value_parser = parse_input)]
     pub input: (u8, u32, u32),
-    /// Per-channel mean of inputs scaled to 0..1 [default: ImageNet's for 3 channels, 0 for 1].
+    /// Per-channel mean of inputs scaled to 0..1 [default: a classifier's ImageNet's for 3
+    /// channels, else 0].
     #[arg(long, value_delimiter = ',')]
     pub mean: Option<Vec<f32>>,
-    /// Per-channel standard deviation [default: ImageNet's for 3 channels, 1 for 1].
+    /// Per-channel standard deviation [default: a classifier's ImageNet's for 3 channels, else 1].
     #[arg(long, value_delimiter = ',')]
     pub std: Option<Vec<f32>>,
-    /// How images are fitted to the input: squash, letterbox or shorter-side-crop.
-    #[arg(long, default_value = "squash", value_parser = parse_resize)]
-    pub resize: ResizeMode,
-    /// classification (detection models are not imported yet).
-    #[arg(long, default_value = "classification")]
-    pub task: String,
+    /// How images are fitted to the input: squash, letterbox or shorter-side-crop [default:
+    /// squash for a classifier, letterbox for a detector].
+    #[arg(long, value_parser = parse_resize)]
+    pub resize: Option<ResizeMode>,
+    /// classification or detection.
+    #[arg(long, default_value = "classification", value_parser = parse_task)]
+    pub task: Task,
+    /// A detector's outputs: yolo (one [1, 4 + classes, N] output) or boxes_scores_labels
+    /// [default: found from the graph's outputs].
+    #[arg(long, value_parser = parse_layout)]
+    pub output_layout: Option<OutputLayout>,
     #[arg(long)]
     pub json: bool,
 }
@@ -54,6 +65,18 @@ fn parse_input(s: &str) -> Result<(u8, u32, u32), String> {
             w.parse().map_err(|_| format!("{w:?} is not a width"))?,
         )),
         _ => Err(format!("{s:?} is not CxHxW, such as 3x224x224")),
+    }
+}
+
+fn parse_task(s: &str) -> Result<Task, String> {
+    Task::parse(s).ok_or_else(|| format!("{s:?} is not a task; use classification or detection"))
+}
+
+fn parse_layout(s: &str) -> Result<OutputLayout, String> {
+    match s {
+        "yolo" => Ok(OutputLayout::Yolo),
+        "boxes_scores_labels" | "boxes-scores-labels" => Ok(OutputLayout::BoxesScoresLabels),
+        _ => Err(format!("{s:?} is not a detector's output layout; use yolo or boxes_scores_labels")),
     }
 }
 
@@ -71,8 +94,8 @@ const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
-    if args.task != "classification" {
-        bail!("--task {}: cvops imports classifiers (--task classification); detection models are not imported yet", args.task);
+    if args.task == Task::Classification && args.output_layout.is_some() {
+        bail!("--output-layout is a detector's; a classifier's output is one score per label");
     }
     DatasetName::parse(&args.name).map_err(|e| anyhow!("model name: {e}"))?;
     DatasetName::parse(&args.dataset).map_err(|e| anyhow!(e))?;
@@ -82,7 +105,7 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         bail!("{} names no classes; write one class name a line, in the model's output order", args.labels.display());
     }
     let (channels, height, width) = args.input;
-    let (default_mean, default_std) = if channels == 3 {
+    let (default_mean, default_std) = if channels == 3 && args.task == Task::Classification {
         (IMAGENET_MEAN.to_vec(), IMAGENET_STD.to_vec())
     } else {
         (vec![0.0; channels as usize], vec![1.0; channels as usize])
@@ -94,11 +117,21 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         channels,
         mean: args.mean.unwrap_or(default_mean),
         std: args.std.unwrap_or(default_std),
-        resize: args.resize,
+        resize: args.resize.unwrap_or(match args.task {
+            Task::Classification => ResizeMode::Squash,
+            Task::Detection => ResizeMode::Letterbox,
+        }),
     };
     let platform = LocalPlatform::open(data_dir)?;
     super::catalog::require_dataset(platform.table.as_ref(), &args.dataset).await?;
-    let request = ImportRequest { model: args.name.clone(), dataset: args.dataset.clone(), labels, input };
+    let request = ImportRequest {
+        model: args.name.clone(),
+        dataset: args.dataset.clone(),
+        labels,
+        input,
+        task: args.task,
+        output_layout: args.output_layout,
+    };
     let outcome = import_model(&platform, &request, &args.file).await?;
     if args.json {
         println!("{}", serde_json::to_string(&outcome)?);

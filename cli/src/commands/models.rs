@@ -4,8 +4,9 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use cvops_core::ports::TableExt;
-use cvops_core::registry::{self, Alias, GatePolicy, ModelVersion, VersionStatus};
+use cvops_core::registry::{self, Alias, ModelVersion, VersionStatus};
 use cvops_core::runs::RUN_SK_PREFIX;
+use cvops_core::task::Metric;
 use cvops_dispatch_training::{run_pk, RunRecord};
 use serde_json::json;
 
@@ -92,24 +93,28 @@ pub async fn models(data_dir: &Path, args: ModelsArgs) -> anyhow::Result<ExitCod
     }
     if !args.json {
         println!(
-            "{:<16} {:>4}  {:<10} {:>8} {:>6}  {:<20} {:<16} {:<8} registered",
-            "model", "ver", "stage", "accuracy", "tested", "run", "snapshot", "trainer"
+            "{:<16} {:>4}  {:<10} {:>14} {:>6}  {:<20} {:<16} {:<8} registered",
+            "model", "ver", "stage", "score", "tested", "run", "snapshot", "trainer"
         );
     }
     for name in names {
         let production = registry::production(platform.table.as_ref(), &name).await?.map(|(alias, _)| alias);
         for version in registry::versions(platform.table.as_ref(), &name).await? {
             let stage = stage(&version, production.as_ref());
-            let accuracy = version.accuracy();
+            let score = version.score();
+            let tested = version.evaluation_score().map(|s| s.images);
             if args.json {
                 let line = json!({
                     "model": version.model,
                     "version": version.version,
                     "stage": stage,
                     "status": version.status,
-                    "accuracy": accuracy,
-                    "test_images": version.evaluation.as_ref().map(|e| e.images),
+                    "task": version.task,
+                    "metric": version.task.metric(),
+                    "score": score,
+                    "test_images": tested,
                     "per_class": version.evaluation.as_ref().map(|e| &e.per_class),
+                    "detection": version.detection,
                     "lineage": version.lineage,
                     "gate": version.gate,
                     "artifact": version.artifact,
@@ -123,12 +128,12 @@ pub async fn models(data_dir: &Path, args: ModelsArgs) -> anyhow::Result<ExitCod
             } else {
                 let lineage = version.lineage.as_ref();
                 println!(
-                    "{:<16} {:>4}  {:<10} {:>8} {:>6}  {:<20} {:<16} {:<8} {}",
+                    "{:<16} {:>4}  {:<10} {:>14} {:>6}  {:<20} {:<16} {:<8} {}",
                     version.model,
                     format!("v{}", version.version),
                     stage,
-                    accuracy.map(|a| format!("{:.2}%", 100.0 * a)).unwrap_or_else(|| "-".into()),
-                    version.evaluation.as_ref().map(|e| e.images.to_string()).unwrap_or_else(|| "-".into()),
+                    score.map(|s| format_score(version.task.metric(), s)).unwrap_or_else(|| "-".into()),
+                    tested.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
                     lineage.map(|l| l.run_id.as_str()).unwrap_or("-"),
                     lineage.map(|l| l.snapshot.as_str()).unwrap_or("-"),
                     lineage.map(|l| l.trainer_version.as_str()).unwrap_or("-"),
@@ -143,6 +148,22 @@ pub async fn models(data_dir: &Path, args: ModelsArgs) -> anyhow::Result<ExitCod
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A score as people read it: accuracy in percent, mAP as COCO prints it.
+pub fn format_value(metric: Metric, value: f64) -> String {
+    match metric {
+        Metric::Accuracy => format!("{:.2}%", 100.0 * value),
+        Metric::Map50 => format!("{value:.3}"),
+    }
+}
+
+/// A score in the versions table: accuracy in percent, mAP named.
+fn format_score(metric: Metric, value: f64) -> String {
+    match metric {
+        Metric::Accuracy => format_value(metric, value),
+        Metric::Map50 => format!("mAP50 {}", format_value(metric, value)),
+    }
 }
 
 pub async fn runs(data_dir: &Path, args: RunsArgs) -> anyhow::Result<ExitCode> {
@@ -194,11 +215,14 @@ pub async fn promote(data_dir: &Path, args: PromoteArgs) -> anyhow::Result<ExitC
 pub async fn gate(data_dir: &Path, args: GateArgs) -> anyhow::Result<ExitCode> {
     let platform = LocalPlatform::open(data_dir)?;
     let table = platform.table.as_ref();
-    let default = GatePolicy::with_floor(LocalPlatform::register_config(&platform.settings)?.promotion_floor);
+    // The default floor is the model's task's: its newest version says which.
+    let task = registry::versions(table, &args.model).await?.iter().rev().find(|v| v.lineage.is_some()).map(|v| v.task);
+    let task = task.unwrap_or_default();
+    let default = LocalPlatform::register_config(&platform.settings)?.default_gate(task);
     let mut policy = registry::gate_policy(table, &args.model, default).await?;
     if let Some(floor) = args.floor {
         if !(0.0..=1.0).contains(&floor) {
-            eprintln!("--floor {floor} is not an accuracy; give a number between 0 and 1, such as 0.9");
+            eprintln!("--floor {floor} is not a score; give a number between 0 and 1, such as 0.9");
             return Ok(ExitCode::from(2));
         }
         policy.floor = floor;
@@ -210,11 +234,15 @@ pub async fn gate(data_dir: &Path, args: GateArgs) -> anyhow::Result<ExitCode> {
         registry::set_gate_policy(table, &args.model, &policy).await?;
     }
     if args.json {
-        println!("{}", json!({"model": args.model, "floor": policy.floor, "min_test_images": policy.min_test_images}));
+        let line = json!({"model": args.model, "metric": task.metric(), "floor": policy.floor, "min_test_images": policy.min_test_images});
+        println!("{line}");
     } else {
         println!(
-            "{}: promoted by itself at test accuracy >= {:.4} on at least {} test images, over a production version of the same labels and dataset",
-            args.model, policy.floor, policy.min_test_images
+            "{}: promoted by itself at test {} >= {:.4} on at least {} test images, over a production version of the same task, labels and dataset",
+            args.model,
+            task.metric(),
+            policy.floor,
+            policy.min_test_images
         );
     }
     Ok(ExitCode::SUCCESS)

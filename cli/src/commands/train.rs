@@ -101,13 +101,14 @@ pub async fn wait(platform: &LocalPlatform, run: &RunRecord) -> anyhow::Result<V
 }
 
 pub fn print_version(version: &ModelVersion) {
-    match (&version.evaluation, &version.gate) {
-        (Some(evaluation), Some(gate)) => println!(
-            "{} v{}: test accuracy {} on {} images (register-model's own evaluation); {}: {}",
+    match (version.evaluation_score(), &version.gate) {
+        (Some(score), Some(gate)) => println!(
+            "{} v{}: test {} {} on {} images (register-model's own evaluation); {}: {}",
             version.model,
             version.version,
-            gate.accuracy.map(|a| format!("{:.2}%", 100.0 * a)).unwrap_or_else(|| "not evaluated".into()),
-            evaluation.images,
+            score.metric,
+            gate.score.map(|s| super::models::format_value(score.metric, s)).unwrap_or_else(|| "not evaluated".into()),
+            score.images,
             if gate.passed {
                 "promoted to production".to_owned()
             } else {

@@ -2,6 +2,7 @@
 //!
 //! - [`routes`]: the axum router (`/v1/models/{name}/predict`, `/v1/models`, `/healthz`), errors
 //!   as `{"error": {"code", "message"}}` with 400, 401, 404, 413, 415, 422 or 503;
+//! - [`predict`]: one prediction, a classifier's labels or a detector's boxes;
 //! - [`models`]: versions loaded once (sha256 checked against the registry, tract-optimised for
 //!   the card's input), the production alias re-read at most every few seconds, a promoted
 //!   version swapped in without a restart;
@@ -19,6 +20,7 @@ pub mod endpoint;
 pub mod error;
 pub mod feed;
 pub mod models;
+pub mod predict;
 pub mod routes;
 
 pub use config::InferConfig;

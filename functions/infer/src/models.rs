@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use cvops_core::ports::{ObjectStore, ObjectStoreError, ObjectStoreExt, Ports, Table, TableError};
 use cvops_core::registry::{self, ModelVersion, VersionStatus};
-use cvops_inference::LoadedModel;
+use cvops_inference::Runner;
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex as AsyncMutex;
 
@@ -41,7 +41,7 @@ pub enum ModelsError {
 #[derive(Debug)]
 pub struct Served {
     pub record: ModelVersion,
-    pub model: LoadedModel,
+    pub model: Runner,
 }
 
 #[derive(Debug)]
@@ -128,7 +128,8 @@ impl Models {
         if hex::encode(Sha256::digest(&bytes)) != artifact.sha256 {
             return Err(ModelsError::Tampered(artifact.key.clone()));
         }
-        let loaded = LoadedModel::load(&bytes, input, record.labels.len()).map_err(|e| ModelsError::Unloadable(e.to_string()))?;
+        let loaded = Runner::load(&bytes, record.task, input, record.labels.len(), record.output_layout)
+            .map_err(|e| ModelsError::Unloadable(e.to_string()))?;
         let load_ms = started.elapsed().as_secs_f64() * 1e3;
         tracing::info!(model, version, load_ms, bytes = bytes.len(), "model loaded (fetched, sha256 checked, optimised)");
         Ok(Served { record, model: loaded })

@@ -1,7 +1,8 @@
 //! The HTTP API: one axum router, served by `lambda_http` on AWS and by `cvops serve` locally.
 //!
 //! - `POST /v1/models/{name}/predict`: a raw image body (`Content-Type: image/...`) or JSON
-//!   `{"image_base64": ...}`; `?top_k=` (default 5) and `?version=` to pin a version.
+//!   `{"image_base64": ...}`; `?version=` to pin a version; a classifier's `?top_k=` (default 5),
+//!   a detector's `?score_threshold=`, `?iou_threshold=`, `?max_detections=` (see [`predict`]).
 //! - `GET /v1/models`, `GET /v1/models/{name}`, `GET /healthz`.
 //!
 //! Bounded on hostile input: at most `max_concurrency` requests in flight under `/v1` (more get
@@ -22,11 +23,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
-use cvops_core::monitoring::{InputFeatures, Observation};
-use cvops_core::preprocess::{preprocess, softmax};
+use cvops_core::monitoring::Observation;
 use cvops_core::registry::{self, VersionStatus};
-use cvops_core::stats::ImageStats;
-use cvops_core::validate::{decode_image, inspect_header, ValidationLimits};
+use cvops_core::validate::{inspect_header, ValidationLimits};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
@@ -34,9 +33,8 @@ use tokio::sync::Semaphore;
 use crate::config::InferConfig;
 use crate::error::ApiError;
 use crate::feed::Feed;
-use crate::models::{Models, Served};
-
-const DEFAULT_TOP_K: usize = 5;
+use crate::models::Models;
+use crate::predict::{self, PredictQuery};
 
 #[derive(Debug, Clone)]
 struct AppState {
@@ -103,26 +101,6 @@ struct JsonImage {
     image_base64: String,
 }
 
-fn parse_query(query: &HashMap<String, String>) -> Result<(usize, Option<u32>), ApiError> {
-    let top_k = match query.get("top_k") {
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|k| *k > 0)
-            .ok_or_else(|| ApiError::malformed(format!("top_k is {text:?}; give a positive whole number")))?,
-        None => DEFAULT_TOP_K,
-    };
-    let version = match query.get("version") {
-        Some(text) => Some(
-            text.trim_start_matches('v')
-                .parse::<u32>()
-                .map_err(|_| ApiError::malformed(format!("version is {text:?}; give a version number such as 3")))?,
-        ),
-        None => None,
-    };
-    Ok((top_k, version))
-}
-
 /// The image bytes of a request: the raw body for `image/*`, the decoded field for JSON.
 fn image_bytes(headers: &HeaderMap, body: bytes::Bytes) -> Result<bytes::Bytes, ApiError> {
     let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -150,55 +128,6 @@ fn image_bytes(headers: &HeaderMap, body: bytes::Bytes) -> Result<bytes::Bytes, 
     ))
 }
 
-fn millis(since: Instant) -> f64 {
-    (since.elapsed().as_secs_f64() * 1e6).round() / 1e3
-}
-
-/// A prediction with what the monitoring feed keeps of it.
-struct Classified {
-    answer: Value,
-    /// (class index, score), best first, the top `top_k`.
-    ranked: Vec<(usize, f32)>,
-    features: Option<InputFeatures>,
-}
-
-/// Decode, preprocess, infer: CPU work, off the async threads.
-fn classify(
-    served: &Served,
-    image: &[u8],
-    top_k: usize,
-    limits: &ValidationLimits,
-    monitored: bool,
-) -> Result<Classified, ApiError> {
-    let started = Instant::now();
-    let decoded = decode_image(image, limits).map_err(|rejection| ApiError::rejected_image(&rejection))?;
-    let decode = millis(started);
-    // The same statistics ingest records, so the monitor compares like with like.
-    let features = monitored.then(|| {
-        let stats = ImageStats::of(&decoded.to_luma8());
-        InputFeatures::of(&stats, decoded.width(), decoded.height())
-    });
-    let stage = Instant::now();
-    let input = preprocess(&decoded, served.model.spec());
-    let preprocess_ms = millis(stage);
-    let stage = Instant::now();
-    let logits = served.model.logits(&input).map_err(|e| ApiError::internal(e.to_string()))?;
-    let infer = millis(stage);
-    let scores = softmax(&logits);
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]));
-    let ranked: Vec<(usize, f32)> = order.into_iter().take(top_k).map(|i| (i, scores[i])).collect();
-    let predictions: Vec<Value> =
-        ranked.iter().map(|&(i, score)| json!({"label": served.record.labels[i], "score": score})).collect();
-    let answer = json!({
-        "model": served.record.model,
-        "version": served.record.version,
-        "predictions": predictions,
-        "timings_ms": {"decode": decode, "preprocess": preprocess_ms, "infer": infer, "total": millis(started)},
-    });
-    Ok(Classified { answer, ranked, features })
-}
-
 async fn predict(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -208,9 +137,9 @@ async fn predict(
 ) -> Result<Json<Value>, ApiError> {
     let received = Instant::now();
     let body = read_body(body, state.config.max_body_bytes, state.config.body_read_timeout).await?;
-    let (top_k, pinned) = parse_query(&query)?;
+    let query = PredictQuery::parse(&query)?;
     let image = image_bytes(&headers, body)?;
-    let served = state.models.resolve(&name, pinned).await?;
+    let served = state.models.resolve(&name, query.version).await?;
     let limits = state.limits;
     let monitored = state.feed.is_some();
     // From the header alone: an image over the endpoint's limits (or no image at all) is refused
@@ -219,7 +148,7 @@ async fn predict(
         Err(rejection) => Err(ApiError::rejected_image(&rejection)),
         Ok(_) => {
             let (for_worker, image_for_worker) = (served.clone(), image.clone());
-            tokio::task::spawn_blocking(move || classify(&for_worker, &image_for_worker, top_k, &limits, monitored))
+            tokio::task::spawn_blocking(move || predict::predict(&for_worker, &image_for_worker, &query, &limits, monitored))
                 .await
                 .map_err(|e| ApiError::internal(format!("the prediction did not finish: {e}")))
                 .and_then(|r| r)
@@ -230,13 +159,14 @@ async fn predict(
         let observation = Observation {
             latency_ms: received.elapsed().as_secs_f64() * 1e3,
             error: result.is_err(),
-            prediction: result.as_ref().ok().and_then(|c| c.ranked.first()).map(|&(i, s)| (i, f64::from(s))),
-            features: result.as_ref().ok().and_then(|c| c.features),
+            prediction: result.as_ref().ok().and_then(|p| p.top()),
+            boxes: result.as_ref().ok().and_then(|p| p.boxes.clone()),
+            features: result.as_ref().ok().and_then(|p| p.features),
         };
         feed.record(model, version, &observation);
-        if let Ok(classified) = &result {
-            let scores: Vec<(String, f32)> =
-                classified.ranked.iter().map(|&(i, s)| (served.record.labels[i].clone(), s)).collect();
+        if let Ok(predicted) = &result {
+            let label = |i: usize| served.record.labels.get(i).cloned().unwrap_or_else(|| format!("class {i}"));
+            let scores: Vec<(String, f32)> = predicted.ranked.iter().map(|&(i, s)| (label(i), s)).collect();
             feed.maybe_sample(model, version, &image, &scores);
         }
     }
@@ -284,7 +214,9 @@ async fn describe_model(State(state): State<AppState>, Path(name): Path<String>)
                 "version": v.version,
                 "status": v.status,
                 "production": production == Some(v.version),
-                "accuracy": v.accuracy(),
+                "task": v.task,
+                "score": v.score(),
+                "metric": v.task.metric(),
                 "labels": if v.status == VersionStatus::Registered { json!(v.labels) } else { Value::Null },
                 "input": v.input,
                 "registered_at": v.registered_at,

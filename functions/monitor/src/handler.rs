@@ -94,8 +94,15 @@ impl Monitor {
                     .collect();
                 let current = monitoring::read_window(self.table.as_ref(), &model, version, &window).await?;
                 let before = monitoring::read_window(self.table.as_ref(), &model, version, &previous).await?;
-                let assessment =
-                    assess(&snapshot.baseline, &record.labels, &trained, &current, Some(&before), &self.config.thresholds);
+                let assessment = assess(
+                    &snapshot.baseline,
+                    snapshot.boxes.as_ref(),
+                    &record.labels,
+                    &trained,
+                    &current,
+                    Some(&before),
+                    &self.config.thresholds,
+                );
                 version_reports.push(VersionReport {
                     model: model.clone(),
                     model_version: version,

@@ -23,17 +23,17 @@ use cvops_core::key::decode_event_key;
 use cvops_core::model_card::{import_prefix, parse_card_key, CardSource, ModelCard, IMPORT_ID_PREFIX, MAX_CARD_BYTES};
 use cvops_core::ports::{ObjectStore, ObjectStoreError, ObjectStoreExt, Ports, Table, TableError};
 use cvops_core::registry::{
-    self, Alias, GateDecision, GatePolicy, Lineage, ModelVersion, ProductionScore, TaskSignature, VersionStatus,
+    self, Alias, GateDecision, GatePolicy, Lineage, ModelVersion, ProductionScore, Score, TaskSignature, VersionStatus,
 };
 use cvops_core::runs::{run_pk, run_sk, RunRecord};
 use cvops_core::snapshot::{descriptor_key, Snapshot};
-use cvops_inference::LoadedModel;
+use cvops_core::task::{DetectionSettings, Task};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tracing::{info, instrument, warn};
 
 use crate::config::RegisterConfig;
-use crate::evaluate::{evaluate_on_test_split, EvaluateError};
+use crate::evaluate::{evaluate_on_test_split, EvaluateError, Runner, TaskEvaluation};
 
 /// The largest model artifact read.
 pub const MAX_MODEL_BYTES: u64 = 1 << 30;
@@ -100,7 +100,7 @@ fn refuse(code: &'static str, reason: impl Into<String>) -> Refusal {
 struct Verified {
     card: ModelCard,
     snapshot: Snapshot,
-    evaluation: cvops_core::metrics::Evaluation,
+    evaluation: TaskEvaluation,
 }
 
 /// An import's card must sit at its import's key and name an artifact under the same prefix.
@@ -115,8 +115,26 @@ fn check_import(card: &ModelCard) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// An imported classifier must name the classes of the dataset it is evaluated on (in any
-/// order: the card's order is the model's output order).
+/// The snapshot must hold what the model predicts: classes for a classifier, boxes for a
+/// detector.
+fn same_task(card: &ModelCard, snapshot: &Snapshot) -> Result<(), Refusal> {
+    let holds = if snapshot.is_detection() { Task::Detection } else { Task::Classification };
+    if holds != card.task {
+        return Err(refuse(
+            "task_mismatch",
+            format!(
+                "the model is a {} model but dataset {} holds {}; import it with --task {holds} or evaluate it on a dataset of its task",
+                card.task,
+                card.dataset,
+                if snapshot.is_detection() { "boxes" } else { "classified images" }
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// An imported model must name the classes of the dataset it is evaluated on (in any order: the
+/// card's order is the model's output order).
 fn same_labels(card: &ModelCard, snapshot: &Snapshot) -> Result<(), Refusal> {
     let ours: std::collections::BTreeSet<&String> = card.labels.iter().collect();
     let theirs: std::collections::BTreeSet<&String> = snapshot.labels.iter().collect();
@@ -211,12 +229,16 @@ impl Register {
                     reason_code: Some(refusal.code.into()),
                     reason: Some(refusal.reason),
                     card_key: key.into(),
+                    task: Task::default(),
                     artifact: None,
                     labels: Vec::new(),
                     input: None,
+                    output_layout: Default::default(),
+                    detection_settings: None,
                     lineage: None,
                     evaluation: None,
                     evaluation_key: None,
+                    detection: None,
                     gate: None,
                     registered_at: now,
                 };
@@ -267,7 +289,10 @@ impl Register {
                 ),
             )));
         }
-        let loaded = match LoadedModel::load(&artifact, &card.input, card.labels.len()) {
+        if let Some(why) = card.signature_mismatch() {
+            return Ok(Err(refuse("missing_signature", why)));
+        }
+        let loaded = match Runner::load(&artifact, card.task, &card.input, card.labels.len(), card.output_layout) {
             Ok(loaded) => loaded,
             Err(e) => return Ok(Err(refuse(e.code(), e.to_string()))),
         };
@@ -280,6 +305,9 @@ impl Register {
                 )))
             }
         };
+        if let Err(refusal) = same_task(&card, &snapshot) {
+            return Ok(Err(refusal));
+        }
         if card.source == CardSource::Import {
             if let Err(refusal) = same_labels(&card, &snapshot) {
                 return Ok(Err(refusal));
@@ -287,7 +315,7 @@ impl Register {
         }
         // Too few test images is a gate decision (`not_evaluated`), not a rejection: the version
         // is sound, it just cannot be judged by its score.
-        let evaluation = self.evaluate(&loaded, &card.labels, &snapshot).await?;
+        let evaluation = self.evaluate(&loaded, &card.labels, &card.detection_settings(), &snapshot).await?;
         Ok(Ok(Verified { card, snapshot, evaluation }))
     }
 
@@ -326,16 +354,17 @@ impl Register {
 
     async fn evaluate(
         &self,
-        model: &LoadedModel,
+        model: &Runner,
         labels: &[String],
+        settings: &DetectionSettings,
         snapshot: &Snapshot,
-    ) -> Result<cvops_core::metrics::Evaluation, RegisterError> {
+    ) -> Result<TaskEvaluation, RegisterError> {
         let (raw, store) = (&self.config.raw_bucket, &self.config.store_bucket);
-        Ok(evaluate_on_test_split(model, labels, self.objects.as_ref(), raw, store, snapshot).await?)
+        Ok(evaluate_on_test_split(model, labels, settings, self.objects.as_ref(), raw, store, snapshot).await?)
     }
 
     /// Production as the gate sees it for a candidate of `signature` on `snapshot`: its task,
-    /// and (only when the task is the same) its accuracy on the candidate's test split, from its
+    /// and (only when the task is the same) its score on the candidate's test split, from its
     /// recorded evaluation when that was on the same snapshot, else evaluated afresh.
     async fn production_score(
         &self,
@@ -347,24 +376,24 @@ impl Register {
     ) -> Result<Option<ProductionScore>, RegisterError> {
         let Some(current) = registry::get_version(self.table.as_ref(), model, alias.version).await? else { return Ok(None) };
         let theirs = TaskSignature::of(&current);
-        let mut score = ProductionScore { version: current.version, signature: theirs.clone(), accuracy: None };
+        let mut score = ProductionScore { version: current.version, signature: theirs.clone(), score: None };
         if !theirs.as_ref().is_some_and(|theirs| signature.same_task(theirs)) {
             // Another task: the gate refuses it by its signature; scoring production on a split
             // of labels it never learned would only say 0.0.
             return Ok(Some(score));
         }
-        if let (Some(lineage), Some(evaluation)) = (&current.lineage, &current.evaluation) {
+        if let (Some(lineage), Some(evaluation)) = (&current.lineage, current.evaluation_score()) {
             if lineage.snapshot == snapshot.id {
-                score.accuracy = policy.score(evaluation);
+                score.score = policy.score(&evaluation);
                 return Ok(Some(score));
             }
         }
         let (Some(artifact), Some(input)) = (&current.artifact, &current.input) else { return Ok(Some(score)) };
         let models = &self.config.models_bucket;
         let bytes = self.objects.get_recorded(models, &artifact.key, artifact.version_id.as_deref(), MAX_MODEL_BYTES).await?;
-        if let Ok(loaded) = LoadedModel::load(&bytes, input, current.labels.len()) {
-            let evaluation = self.evaluate(&loaded, &current.labels, snapshot).await?;
-            score.accuracy = policy.score(&evaluation);
+        if let Ok(loaded) = Runner::load(&bytes, current.task, input, current.labels.len(), current.output_layout) {
+            let evaluation = self.evaluate(&loaded, &current.labels, &current.detection_settings(), snapshot).await?;
+            score.score = policy.score(&evaluation.score());
         }
         Ok(Some(score))
     }
@@ -373,17 +402,17 @@ impl Register {
         &self,
         model: &str,
         version: u32,
-        evaluation: &cvops_core::metrics::Evaluation,
+        score: &Score,
         signature: &TaskSignature,
         snapshot: &Snapshot,
     ) -> Result<(GateDecision, Option<(Alias, u64)>), RegisterError> {
-        let policy = registry::gate_policy(self.table.as_ref(), model, self.config.default_gate()).await?;
+        let policy = registry::gate_policy(self.table.as_ref(), model, self.config.default_gate(signature.task)).await?;
         let current = registry::production(self.table.as_ref(), model).await?;
         let production = match &current {
             Some((alias, _)) => self.production_score(model, alias, signature, &policy, snapshot).await?,
             None => None,
         };
-        Ok((registry::gate(model, version, evaluation, signature, &policy, production.as_ref()), current))
+        Ok((registry::gate(model, version, score, signature, &policy, production.as_ref()), current))
     }
 
     /// A redelivered card whose version passed the gate but whose promotion did not happen (the
@@ -400,7 +429,12 @@ impl Register {
         }
         // The whole evaluation, not the summary a large one leaves on the record: the record is
         // written again, and must keep pointing at (or holding) all of it.
-        let evaluation = registry::full_evaluation(self.objects.as_ref(), &self.config.store_bucket, &record).await?;
+        let evaluation = match record.task {
+            Task::Classification => registry::full_evaluation(self.objects.as_ref(), &self.config.store_bucket, &record)
+                .await?
+                .map(TaskEvaluation::Classification),
+            Task::Detection => record.detection.clone().map(TaskEvaluation::Detection),
+        };
         let (Some(lineage), Some(evaluation)) = (record.lineage.clone(), evaluation) else { return Ok(()) };
         let Some(snapshot) = self.snapshot(&lineage.dataset, &lineage.snapshot).await? else { return Ok(()) };
         info!(model = %record.model, version = record.version, "finishing the promotion a failed attempt left undone");
@@ -424,9 +458,12 @@ impl Register {
             reason_code: None,
             reason: None,
             card_key: key.into(),
+            task: card.task,
             artifact: Some(card.artifact.clone()),
             labels: card.labels.clone(),
             input: Some(card.input.clone()),
+            output_layout: card.output_layout,
+            detection_settings: card.detection,
             lineage: Some(Lineage {
                 run_id: card.run_id.clone(),
                 point: card.point,
@@ -437,6 +474,7 @@ impl Register {
             }),
             evaluation: None,
             evaluation_key: None,
+            detection: None,
             gate: None,
             registered_at: now.clone(),
         };
@@ -449,16 +487,23 @@ impl Register {
     async fn promote_if_it_passes(
         &self,
         mut record: ModelVersion,
-        evaluation: cvops_core::metrics::Evaluation,
+        evaluation: TaskEvaluation,
         snapshot: &Snapshot,
         now: String,
     ) -> Result<(ModelVersion, bool), RegisterError> {
         let model = record.model.clone();
         let version = record.version;
         let signature = TaskSignature::of(&record).expect("a registered version has lineage");
-        let (mut gate, mut current) = self.decide(&model, version, &evaluation, &signature, snapshot).await?;
+        let score = evaluation.score();
+        let (mut gate, mut current) = self.decide(&model, version, &score, &signature, snapshot).await?;
         record.gate = Some(gate.clone());
-        registry::attach_evaluation(self.objects.as_ref(), &self.config.store_bucket, &mut record, evaluation.clone()).await?;
+        match evaluation {
+            TaskEvaluation::Classification(evaluation) => {
+                registry::attach_evaluation(self.objects.as_ref(), &self.config.store_bucket, &mut record, evaluation).await?
+            }
+            // AP per class is a few numbers a class: it always fits the item.
+            TaskEvaluation::Detection(evaluation) => record.detection = Some(evaluation),
+        }
         registry::put_version(self.table.as_ref(), &record).await?;
         let mut promoted = false;
         for _ in 0..PROMOTION_ATTEMPTS {
@@ -483,7 +528,7 @@ impl Register {
                 }
                 Err(TableError::Conflict { .. }) => {
                     // Another version was promoted meanwhile: judge against it instead.
-                    (gate, current) = self.decide(&model, version, &evaluation, &signature, snapshot).await?;
+                    (gate, current) = self.decide(&model, version, &score, &signature, snapshot).await?;
                     record.gate = Some(gate.clone());
                     registry::put_version(self.table.as_ref(), &record).await?;
                 }

@@ -12,6 +12,7 @@ use cvops_core::model_card::{
 };
 use cvops_core::ports::{ObjectStore, ObjectStoreError};
 use cvops_core::preprocess::InputSpec;
+use cvops_core::task::{OutputLayout, Task};
 use sha2::{Digest, Sha256};
 
 use crate::config::TrainerConfig;
@@ -168,6 +169,7 @@ pub async fn run(
         schema: CARD_SCHEMA.into(),
         source: CardSource::Run,
         model: config.model.clone(),
+        task: Task::Classification,
         run_id: config.run_id.clone(),
         point: config.point,
         dataset: config.dataset.clone(),
@@ -175,6 +177,8 @@ pub async fn run(
         labels,
         input: spec,
         output: onnx::OUTPUT.into(),
+        output_layout: OutputLayout::Logits,
+        detection: None,
         architecture: shape.describe(),
         artifact,
         hyperparameters: config.hyperparameter_values.clone(),

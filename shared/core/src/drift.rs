@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::monitoring::{Aggregate, LOW_CONFIDENCE};
-use crate::snapshot::{Baseline, Histogram};
+use crate::snapshot::{Baseline, BoxBaseline, Histogram};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -198,8 +198,12 @@ fn histogram_mean(h: &Histogram) -> Option<f64> {
 }
 
 /// Judges `window` against the training `baseline` and label counts (`labels[i]` is class i).
+/// A detector's window is also judged against the snapshot's `boxes` baseline: boxes per image,
+/// their size and aspect as features, the served boxes' classes against the training boxes'
+/// (`training_counts` then counts boxes), and the boxes' scores as its confidence.
 pub fn assess(
     baseline: &Baseline,
+    boxes: Option<&BoxBaseline>,
     labels: &[String],
     training_counts: &BTreeMap<String, u64>,
     window: &Aggregate,
@@ -209,13 +213,20 @@ pub fn assess(
     let enough = window.requests >= thresholds.min_requests;
     let judged = |status: Status| if enough { status } else { Status::InsufficientData };
 
-    let pairs = [
+    let mut pairs = vec![
         ("brightness", &baseline.brightness, &window.features.brightness),
         ("contrast", &baseline.contrast, &window.features.contrast),
         ("sharpness", &baseline.sharpness, &window.features.sharpness),
         ("width", &baseline.width, &window.features.width),
         ("height", &baseline.height, &window.features.height),
     ];
+    if let Some(base) = boxes {
+        pairs.extend([
+            ("boxes_per_image", &base.boxes_per_image, &window.boxes.boxes_per_image),
+            ("box_size", &base.relative_size, &window.boxes.relative_size),
+            ("box_aspect", &base.log2_aspect, &window.boxes.log2_aspect),
+        ]);
+    }
     let features: Vec<FeatureDrift> = pairs
         .into_iter()
         .map(|(name, base, seen)| {
@@ -237,7 +248,8 @@ pub fn assess(
         .collect();
 
     let trained: Vec<f64> = labels.iter().map(|l| training_counts.get(l).copied().unwrap_or(0) as f64).collect();
-    let predicted: Vec<f64> = (0..labels.len()).map(|i| window.classes.get(&i).copied().unwrap_or(0) as f64).collect();
+    let served_classes = if boxes.is_some() { &window.boxes.per_class } else { &window.classes };
+    let predicted: Vec<f64> = (0..labels.len()).map(|i| served_classes.get(&i).copied().unwrap_or(0) as f64).collect();
     let trained_total: f64 = trained.iter().sum::<f64>().max(1.0);
     let prediction_psi = psi(&trained, &predicted);
     let js = js_distance(&trained, &predicted);
@@ -253,9 +265,11 @@ pub fn assess(
         predicted: labels.iter().zip(&predicted).map(|(l, c)| (l.clone(), *c as u64)).collect(),
     };
 
-    let answered = window.confidence.total();
-    let mean = histogram_mean(&window.confidence);
-    let previous_mean = previous.filter(|p| p.requests >= thresholds.min_requests).and_then(|p| histogram_mean(&p.confidence));
+    // A classifier's top score per answer; a detector's score per served box, over its images.
+    let scores = |a: &Aggregate| if boxes.is_some() { a.boxes.confidence.clone() } else { a.confidence.clone() };
+    let answered = if boxes.is_some() { window.boxes.images() } else { window.confidence.total() };
+    let mean = histogram_mean(&scores(window));
+    let previous_mean = previous.filter(|p| p.requests >= thresholds.min_requests).and_then(|p| histogram_mean(&scores(p)));
     let change = mean.zip(previous_mean).map(|(now, before)| now - before);
     let confidence =
         ConfidenceSummary {
@@ -267,7 +281,7 @@ pub fn assess(
             status: judged(change.map_or(Status::Ok, |c| {
                 Status::from_levels(-c, thresholds.confidence_drop_warn, thresholds.confidence_drop_drift)
             })),
-            histogram: window.confidence.clone(),
+            histogram: scores(window),
         };
 
     let error_rate = window.errors as f64 / window.requests.max(1) as f64;
@@ -334,8 +348,46 @@ mod tests {
     fn a_small_window_is_measured_but_not_judged() {
         let baseline = Baseline::default();
         let window = Aggregate { requests: 5, ..Aggregate::default() };
-        let a = assess(&baseline, &[], &BTreeMap::new(), &window, None, &Thresholds::default());
+        let a = assess(&baseline, None, &[], &BTreeMap::new(), &window, None, &Thresholds::default());
         assert_eq!(a.status, Status::InsufficientData);
         assert!(a.features.iter().all(|f| f.status == Status::InsufficientData));
+    }
+
+    #[test]
+    fn a_detectors_boxes_are_judged_against_the_box_baseline() {
+        use crate::annotation::BoundingBox;
+        use crate::monitoring::{Observation, ObservedBox};
+        // Trained on boxes a fifth of the image's side, two per image, classes 0 and 1.
+        let mut base = BoxBaseline::new(2);
+        let square = |class, cx| BoundingBox { class, cx, cy: 0.5, w: 0.2, h: 0.2 };
+        for _ in 0..500 {
+            base.add(&[square(0, 0.25), square(1, 0.75)], 100, 100);
+        }
+        let labels = vec!["a".to_string(), "b".to_string()];
+        let counts = BTreeMap::from([("a".to_string(), 500), ("b".to_string(), 500)]);
+        let served = |side: f64| {
+            let mut window = Aggregate::default();
+            for _ in 0..Thresholds::default().min_requests {
+                let boxes = vec![ObservedBox::new(0, 0.9, side, side, 100, 100), ObservedBox::new(1, 0.8, side, side, 100, 100)];
+                window.observe(&Observation {
+                    latency_ms: 2.0,
+                    error: false,
+                    prediction: None,
+                    boxes: Some(boxes),
+                    features: None,
+                });
+            }
+            assess(&Baseline::default(), Some(&base), &labels, &counts, &window, None, &Thresholds::default())
+        };
+        let status = |a: &Assessment, name: &str| a.features.iter().find(|f| f.feature == name).unwrap().status;
+        let alike = served(20.0);
+        assert_eq!(
+            (status(&alike, "box_size"), status(&alike, "boxes_per_image"), alike.prediction.status),
+            (Status::Ok, Status::Ok, Status::Ok)
+        );
+        assert!((alike.confidence.mean.unwrap() - 0.85).abs() < 0.03, "{:?}", alike.confidence.mean);
+        let larger = served(60.0);
+        assert_eq!(status(&larger, "box_size"), Status::Drift);
+        assert_eq!(status(&larger, "box_aspect"), Status::Ok);
     }
 }

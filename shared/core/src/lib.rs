@@ -39,6 +39,7 @@ pub mod schema;
 pub mod sequencer;
 pub mod snapshot;
 pub mod stats;
+pub mod task;
 pub mod validate;
 
 pub use reason::ReasonCode;

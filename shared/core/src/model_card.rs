@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::metrics::Evaluation;
 use crate::preprocess::InputSpec;
+use crate::task::{DetectionSettings, OutputLayout, Task};
 
 pub const CARD_SCHEMA: &str = "cvops.model-card/1";
 /// Cards are small; anything bigger is refused unread.
@@ -110,6 +111,9 @@ pub struct ModelCard {
     #[serde(default)]
     pub source: CardSource,
     pub model: String,
+    /// What the model does (absent in cards written before tasks existed: a classifier).
+    #[serde(default)]
+    pub task: Task,
     pub run_id: String,
     /// The sweep point (array index); 0 for a single run.
     pub point: u32,
@@ -118,8 +122,14 @@ pub struct ModelCard {
     /// Class names in output order.
     pub labels: Vec<String>,
     pub input: InputSpec,
-    /// The ONNX graph's output name; it holds logits (apply softmax for probabilities).
+    /// The ONNX graph's output name (empty for an import: its outputs are read by layout).
     pub output: String,
+    /// How the output is read; it must give the card's task.
+    #[serde(default)]
+    pub output_layout: OutputLayout,
+    /// A detector's serving defaults (score and IoU thresholds, most boxes per image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detection: Option<DetectionSettings>,
     pub architecture: String,
     pub artifact: Artifact,
     pub hyperparameters: BTreeMap<String, f64>,
@@ -146,10 +156,31 @@ impl ModelCard {
             return Err("the card lists no labels".into());
         }
         card.input.check()?;
+        if let Some(settings) = &card.detection {
+            settings.check().map_err(|e| format!("detection: {e}"))?;
+        }
         if card.artifact.sha256.len() != 64 || !card.artifact.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err("artifact.sha256 is not 64 hex digits".into());
         }
         Ok(card)
+    }
+
+    /// Whether the output signature gives the task: `None` when it does, else why not. A
+    /// detector whose card names no box layout (or a classifier's that names one) cannot be
+    /// evaluated or served: register-model refuses it as `missing_signature`.
+    pub fn signature_mismatch(&self) -> Option<String> {
+        (self.output_layout.task() != self.task).then(|| {
+            format!(
+                "the card's task is {} but its output layout is {}; a detector needs output_layout yolo or boxes_scores_labels, a classifier logits",
+                self.task,
+                self.output_layout.as_str()
+            )
+        })
+    }
+
+    /// The detector's serving settings (the defaults when the card gives none).
+    pub fn detection_settings(&self) -> DetectionSettings {
+        self.detection.unwrap_or_default()
     }
 }
 

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ports::{Item, Table, TableError, TableExt};
 pub use crate::schema::{aggregate_pk, monitoring_index_pk as index_pk, monitoring_index_sk as index_sk, AGGREGATE_SK};
-use crate::snapshot::{Baseline, Histogram, Scale};
+use crate::snapshot::{Baseline, BoxBaseline, Histogram, Scale};
 use crate::stats::ImageStats;
 
 /// Items each model-version-hour's counters are spread over.
@@ -56,15 +56,68 @@ impl Baseline {
     }
 }
 
-/// What one request contributes.
+/// One box a detector served, as the monitor bins it.
 #[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ObservedBox {
+    pub class: usize,
+    pub score: f64,
+    /// sqrt(box area / image area), as the snapshot's box baseline measures it.
+    pub relative_size: f64,
+    pub log2_aspect: f64,
+}
+
+impl ObservedBox {
+    /// A box of `width` x `height` pixels in an image of `image_width` x `image_height`.
+    pub fn new(class: usize, score: f64, width: f64, height: f64, image_width: u32, image_height: u32) -> Self {
+        let area = f64::from(image_width.max(1)) * f64::from(image_height.max(1));
+        Self { class, score, relative_size: (width * height / area).sqrt(), log2_aspect: (width / height).log2() }
+    }
+}
+
+/// What one request contributes.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Observation {
     pub latency_ms: f64,
     /// The request reached this version but got no prediction (an undecodable image, say).
     pub error: bool,
-    /// The top class and its score, when there was a prediction.
+    /// A classifier's top class and its score, when there was a prediction.
     pub prediction: Option<(usize, f64)>,
+    /// A detector's served boxes, when there was a prediction (`None` for a classifier).
+    pub boxes: Option<Vec<ObservedBox>>,
     pub features: Option<InputFeatures>,
+}
+
+/// A detector's served boxes over some span, binned as the snapshot's [`BoxBaseline`] bins its
+/// boxes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BoxWindow {
+    pub boxes_per_image: Histogram,
+    pub relative_size: Histogram,
+    pub log2_aspect: Histogram,
+    /// Served boxes per class index.
+    pub per_class: BTreeMap<usize, u64>,
+    /// Each served box's score.
+    pub confidence: Histogram,
+}
+
+impl Default for BoxWindow {
+    fn default() -> Self {
+        let bins = BoxBaseline::new(0);
+        Self {
+            boxes_per_image: bins.boxes_per_image,
+            relative_size: bins.relative_size,
+            log2_aspect: bins.log2_aspect,
+            per_class: BTreeMap::new(),
+            confidence: Histogram::new(Scale::Linear, 0.0, 1.0, 20),
+        }
+    }
+}
+
+impl BoxWindow {
+    /// Images with detector answers in the window.
+    pub fn images(&self) -> u64 {
+        self.boxes_per_image.total()
+    }
 }
 
 /// The counters of one model version over some span (an hour, a window of hours).
@@ -81,6 +134,9 @@ pub struct Aggregate {
     pub classes: BTreeMap<usize, u64>,
     /// The input features, binned as the training baseline is.
     pub features: Baseline,
+    /// A detector's boxes (empty for a classifier).
+    #[serde(default)]
+    pub boxes: BoxWindow,
 }
 
 impl Default for Aggregate {
@@ -93,6 +149,7 @@ impl Default for Aggregate {
             confidence: Histogram::new(Scale::Linear, 0.0, 1.0, 20),
             classes: BTreeMap::new(),
             features: Baseline::default(),
+            boxes: BoxWindow::default(),
         }
     }
 }
@@ -107,6 +164,19 @@ impl Aggregate {
             self.confidence.add(score);
             self.low_confidence += u64::from(score < LOW_CONFIDENCE);
         }
+        if let Some(boxes) = &observation.boxes {
+            // An image in which the detector is sure of nothing is a low-confidence one too.
+            let best = boxes.iter().map(|b| b.score).fold(0.0, f64::max);
+            self.low_confidence += u64::from(best < LOW_CONFIDENCE);
+            let window = &mut self.boxes;
+            window.boxes_per_image.add(boxes.len() as f64);
+            for b in boxes {
+                window.relative_size.add(b.relative_size);
+                window.log2_aspect.add(b.log2_aspect);
+                window.confidence.add(b.score);
+                *window.per_class.entry(b.class).or_default() += 1;
+            }
+        }
         if let Some(f) = &observation.features {
             self.features.add_features(f);
         }
@@ -116,7 +186,7 @@ impl Aggregate {
         self.requests == 0
     }
 
-    fn histograms(&self) -> [(&'static str, &Histogram); 7] {
+    fn histograms(&self) -> [(&'static str, &Histogram); 11] {
         [
             ("latency", &self.latency),
             ("confidence", &self.confidence),
@@ -125,10 +195,14 @@ impl Aggregate {
             ("sharpness", &self.features.sharpness),
             ("width", &self.features.width),
             ("height", &self.features.height),
+            ("boxesperimage", &self.boxes.boxes_per_image),
+            ("boxsize", &self.boxes.relative_size),
+            ("boxaspect", &self.boxes.log2_aspect),
+            ("boxconfidence", &self.boxes.confidence),
         ]
     }
 
-    fn histograms_mut(&mut self) -> [(&'static str, &mut Histogram); 7] {
+    fn histograms_mut(&mut self) -> [(&'static str, &mut Histogram); 11] {
         [
             ("latency", &mut self.latency),
             ("confidence", &mut self.confidence),
@@ -137,6 +211,10 @@ impl Aggregate {
             ("sharpness", &mut self.features.sharpness),
             ("width", &mut self.features.width),
             ("height", &mut self.features.height),
+            ("boxesperimage", &mut self.boxes.boxes_per_image),
+            ("boxsize", &mut self.boxes.relative_size),
+            ("boxaspect", &mut self.boxes.log2_aspect),
+            ("boxconfidence", &mut self.boxes.confidence),
         ]
     }
 
@@ -154,6 +232,9 @@ impl Aggregate {
         push("low_confidence".into(), self.low_confidence);
         for (class, count) in &self.classes {
             push(format!("class_{class}"), *count);
+        }
+        for (class, count) in &self.boxes.per_class {
+            push(format!("boxclass_{class}"), *count);
         }
         for (name, histogram) in self.histograms() {
             for (bin, count) in histogram.counts.iter().enumerate() {
@@ -176,6 +257,8 @@ impl Aggregate {
                     let Ok(index) = index.parse::<usize>() else { continue };
                     if prefix == "class" {
                         *self.classes.entry(index).or_default() += count;
+                    } else if prefix == "boxclass" {
+                        *self.boxes.per_class.entry(index).or_default() += count;
                     } else if let Some((_, histogram)) = self.histograms_mut().into_iter().find(|(n, _)| *n == prefix) {
                         if let Some(bin) = histogram.counts.get_mut(index) {
                             *bin += count;
@@ -192,6 +275,9 @@ impl Aggregate {
         self.low_confidence += other.low_confidence;
         for (class, count) in &other.classes {
             *self.classes.entry(*class).or_default() += count;
+        }
+        for (class, count) in &other.boxes.per_class {
+            *self.boxes.per_class.entry(*class).or_default() += count;
         }
         let others = other.histograms();
         for ((_, mine), (_, theirs)) in self.histograms_mut().into_iter().zip(others) {
@@ -267,6 +353,7 @@ mod tests {
 
     fn observation(latency_ms: f64, class: usize, score: f64, brightness: f64) -> Observation {
         Observation {
+            boxes: None,
             latency_ms,
             error: false,
             prediction: Some((class, score)),
@@ -279,7 +366,7 @@ mod tests {
         let mut aggregate = Aggregate::default();
         aggregate.observe(&observation(0.4, 3, 0.99, 30.0));
         aggregate.observe(&observation(12.0, 7, 0.31, 200.0));
-        aggregate.observe(&Observation { latency_ms: 0.2, error: true, prediction: None, features: None });
+        aggregate.observe(&Observation { latency_ms: 0.2, error: true, prediction: None, boxes: None, features: None });
         let mut item = Item::new("pk", "AGG");
         for (name, delta) in aggregate.to_deltas() {
             item = item.with(&name, delta);
@@ -289,6 +376,32 @@ mod tests {
         assert_eq!(back, aggregate);
         assert_eq!((back.requests, back.errors, back.low_confidence), (3, 1, 1));
         assert_eq!(back.classes, BTreeMap::from([(3, 1), (7, 1)]));
+    }
+
+    #[test]
+    fn a_detectors_boxes_survive_the_round_trip_and_an_unsure_image_is_low_confidence() {
+        let mut aggregate = Aggregate::default();
+        let boxes = vec![ObservedBox::new(2, 0.9, 20.0, 10.0, 100, 100), ObservedBox::new(5, 0.3, 50.0, 50.0, 100, 100)];
+        let detected = |boxes: Vec<ObservedBox>| Observation {
+            latency_ms: 3.0,
+            error: false,
+            prediction: None,
+            boxes: Some(boxes),
+            features: None,
+        };
+        aggregate.observe(&detected(boxes));
+        aggregate.observe(&detected(Vec::new()));
+        let mut item = Item::new("pk", "AGG");
+        for (name, delta) in aggregate.to_deltas() {
+            item = item.with(&name, delta);
+        }
+        let mut back = Aggregate::default();
+        back.add_item(&item);
+        assert_eq!(back, aggregate);
+        assert_eq!((back.boxes.images(), back.low_confidence), (2, 1));
+        assert_eq!(back.boxes.per_class, BTreeMap::from([(2, 1), (5, 1)]));
+        assert_eq!(back.boxes.relative_size.bin(0.5), back.boxes.relative_size.counts.iter().rposition(|c| *c > 0).unwrap());
+        assert!(back.classes.is_empty() && back.confidence.total() == 0, "a detector's boxes are not a classifier's classes");
     }
 
     #[test]

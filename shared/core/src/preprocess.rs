@@ -133,7 +133,14 @@ pub fn placed_planes(image: &DynamicImage, width: u32, height: u32, channels: u8
             let resized = image.resize_exact(nw, nh, FilterType::Triangle).to_rgb8();
             let mut canvas = image::RgbImage::from_pixel(width, height, image::Rgb([LETTERBOX_PAD; 3]));
             image::imageops::overlay(&mut canvas, &resized, i64::from(left), i64::from(top));
-            let placement = Placement { scale_x: r, scale_y: r, offset_x: f64::from(left), offset_y: f64::from(top) };
+            // Each side's own scale, from the rounded size it was resized to (as Ultralytics'
+            // `scale_boxes` maps boxes back).
+            let placement = Placement {
+                scale_x: f64::from(nw) / f64::from(w),
+                scale_y: f64::from(nh) / f64::from(h),
+                offset_x: f64::from(left),
+                offset_y: f64::from(top),
+            };
             (std::borrow::Cow::Owned(DynamicImage::ImageRgb8(canvas)), placement)
         }
         ResizeMode::ShorterSideCrop => {
@@ -143,7 +150,12 @@ pub fn placed_planes(image: &DynamicImage, width: u32, height: u32, channels: u8
             let left = (f64::from(nw - width) / 2.0).round_ties_even() as u32;
             let top = (f64::from(nh - height) / 2.0).round_ties_even() as u32;
             let cropped = image.resize_exact(nw, nh, FilterType::Triangle).crop_imm(left, top, width, height);
-            let placement = Placement { scale_x: r, scale_y: r, offset_x: -f64::from(left), offset_y: -f64::from(top) };
+            let placement = Placement {
+                scale_x: f64::from(nw) / f64::from(w),
+                scale_y: f64::from(nh) / f64::from(h),
+                offset_x: -f64::from(left),
+                offset_y: -f64::from(top),
+            };
             (std::borrow::Cow::Owned(cropped), placement)
         }
     };

@@ -13,12 +13,14 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::metrics::detection::DetectionEvaluation;
 use crate::metrics::Evaluation;
 use crate::model_card::Artifact;
 use crate::ports::{Item, ObjectStore, ObjectStoreError, Table, TableError, TableExt, Update};
 use crate::preprocess::InputSpec;
 use crate::schema::{alias_sk, card_sk, LATEST_VERSION_SK, VERSION_SK_PREFIX};
 pub use crate::schema::{evaluation_key, model_pk, version_sk, GATE_SK, MODELS_PK};
+use crate::task::{DetectionSettings, Metric, OutputLayout, Task};
 
 /// An evaluation larger than this goes to the store bucket, not into the version item: a
 /// DynamoDB item holds 400 KB, and a confusion matrix of 400 labels alone is 160,000 counts.
@@ -49,7 +51,8 @@ pub struct Lineage {
 /// shows and sets it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct GatePolicy {
-    /// The accuracy a version needs on its test split to be promoted by itself.
+    /// The score a version needs on its test split to be promoted by itself: accuracy for a
+    /// classifier, mAP@0.5 for a detector.
     pub floor: f64,
     /// Fewer test images than this is no evaluation: the version is `not_evaluated`, and its
     /// score neither promotes it nor blocks another.
@@ -64,9 +67,28 @@ impl GatePolicy {
         Self { floor, min_test_images: DEFAULT_MIN_TEST_IMAGES }
     }
 
-    /// The evaluation's accuracy, or `None` when it rests on too few test images to count.
-    pub fn score(&self, evaluation: &Evaluation) -> Option<f64> {
-        (evaluation.images >= self.min_test_images).then_some(evaluation.accuracy)
+    /// The score's value, or `None` when it rests on too few test images to count.
+    pub fn score(&self, score: &Score) -> Option<f64> {
+        (score.images >= self.min_test_images).then_some(score.value)
+    }
+}
+
+/// What the gate judges a version by: its task's metric on its test split, and how many test
+/// images that rests on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Score {
+    pub metric: Metric,
+    pub value: f64,
+    pub images: u64,
+}
+
+impl Score {
+    pub fn of_classification(evaluation: &Evaluation) -> Self {
+        Self { metric: Metric::Accuracy, value: evaluation.accuracy, images: evaluation.images }
+    }
+
+    pub fn of_detection(evaluation: &DetectionEvaluation) -> Self {
+        Self { metric: Metric::Map50, value: evaluation.map50, images: evaluation.images }
     }
 }
 
@@ -83,10 +105,12 @@ pub async fn set_gate_policy(table: &dyn Table, model: &str, policy: &GatePolicy
     Ok(())
 }
 
-/// What a version is for: the labels it predicts and the dataset it learned them from. Nothing
-/// is promoted by itself over a version of another task; a person does it with `cvops promote`.
+/// What a version is for: its task, the labels it predicts and the dataset it learned them
+/// from. Nothing is promoted by itself over a version of another task; a person does it with
+/// `cvops promote`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskSignature {
+    pub task: Task,
     pub labels: Vec<String>,
     pub dataset: String,
 }
@@ -94,10 +118,10 @@ pub struct TaskSignature {
 impl TaskSignature {
     pub fn of(version: &ModelVersion) -> Option<Self> {
         let dataset = version.lineage.as_ref()?.dataset.clone();
-        Some(Self { labels: version.labels.clone(), dataset })
+        Some(Self { task: version.task, labels: version.labels.clone(), dataset })
     }
 
-    /// Same labels (as a set: each version serves with its own order) and the same dataset.
+    /// Same task, same labels (as a set: each version serves with its own order) and the same dataset.
     pub fn same_task(&self, other: &TaskSignature) -> bool {
         self.mismatch(other, 0).is_none()
     }
@@ -105,6 +129,12 @@ impl TaskSignature {
     /// The stable code and explanation of why `self` cannot replace `production` by itself.
     fn mismatch(&self, production: &TaskSignature, version: u32) -> Option<(&'static str, String)> {
         let set = |labels: &[String]| labels.iter().cloned().collect::<std::collections::BTreeSet<_>>();
+        if self.task != production.task {
+            return Some((
+                "different_task",
+                format!("it is a {} model, production v{version} a {} one", self.task, production.task),
+            ));
+        }
         if set(&self.labels) != set(&production.labels) {
             let (ours, theirs) = (self.labels.len(), production.labels.len());
             return Some(("different_labels", format!("its {ours} labels are not production v{version}'s {theirs}")));
@@ -119,78 +149,82 @@ impl TaskSignature {
     }
 }
 
-/// The production version the gate compares with: its task, and its accuracy on the candidate's
+/// The production version the gate compares with: its task, and its score on the candidate's
 /// own test split (`None` when it could not be evaluated there; that blocks nothing).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProductionScore {
     pub version: u32,
     pub signature: Option<TaskSignature>,
-    pub accuracy: Option<f64>,
+    pub score: Option<f64>,
 }
 
 /// Why a version was or was not promoted when it was registered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GateDecision {
     pub passed: bool,
-    /// When it did not pass: `not_evaluated`, `below_floor`, `different_labels`,
-    /// `different_dataset` or `below_production`.
+    /// When it did not pass: `not_evaluated`, `below_floor`, `different_task`,
+    /// `different_labels`, `different_dataset` or `below_production`.
     #[serde(default)]
     pub code: Option<String>,
+    /// What `score`, `floor` and `production_score` measure: `accuracy` or `map50`.
+    #[serde(default)]
+    pub metric: Metric,
     /// `None` when the version was not evaluated (too few test images): never a 0.0.
-    pub accuracy: Option<f64>,
+    #[serde(alias = "accuracy")]
+    pub score: Option<f64>,
     pub floor: f64,
     #[serde(default)]
     pub min_test_images: u64,
     #[serde(default)]
     pub test_images: u64,
-    /// The production version at the time, and its accuracy on the same test split.
+    /// The production version at the time, and its score on the same test split.
     pub production_version: Option<u32>,
-    pub production_accuracy: Option<f64>,
+    #[serde(alias = "production_accuracy")]
+    pub production_score: Option<f64>,
     pub explanation: String,
 }
 
 /// The promotion gate, in order: enough test images to mean anything, at least the floor, the
-/// same task as production (labels and dataset), and at least production's accuracy on the same
-/// test split.
+/// same task as production (task, labels and dataset), and at least production's score on the
+/// same test split.
 pub fn gate(
     model: &str,
     version: u32,
-    evaluation: &Evaluation,
+    score: &Score,
     signature: &TaskSignature,
     policy: &GatePolicy,
     production: Option<&ProductionScore>,
 ) -> GateDecision {
-    let accuracy = policy.score(evaluation);
+    let counted = policy.score(score);
+    let (metric, value) = (score.metric, score.value);
     let manual = format!("`cvops promote {model} {version}` promotes it by hand");
-    let verdict: Result<String, (&str, String)> = if accuracy.is_none() {
+    let verdict: Result<String, (&str, String)> = if counted.is_none() {
         Err((
             "not_evaluated",
             format!(
                 "{} test images, fewer than the {} this model's gate needs; add test images or lower it with `cvops gate {model} --min-test-images N`",
-                evaluation.images, policy.min_test_images
+                score.images, policy.min_test_images
             ),
         ))
-    } else if evaluation.accuracy < policy.floor {
-        Err(("below_floor", format!("accuracy {:.4} is below the floor {:.4}", evaluation.accuracy, policy.floor)))
+    } else if value < policy.floor {
+        Err(("below_floor", format!("{metric} {value:.4} is below the floor {:.4}", policy.floor)))
     } else {
         match production {
-            None => Ok(format!("accuracy {:.4} >= floor {:.4}; no production version yet", evaluation.accuracy, policy.floor)),
+            None => Ok(format!("{metric} {value:.4} >= floor {:.4}; no production version yet", policy.floor)),
             Some(current) => match current.signature.as_ref().and_then(|theirs| signature.mismatch(theirs, current.version)) {
                 Some((code, why)) => Err((code, format!("not promoted by itself: {why}; {manual}"))),
-                None => match current.accuracy {
-                    Some(theirs) if evaluation.accuracy < theirs => Err((
+                None => match current.score {
+                    Some(theirs) if value < theirs => Err((
                         "below_production",
                         format!(
-                            "accuracy {:.4} is below production v{}'s {theirs:.4} on the same test split",
-                            evaluation.accuracy, current.version
+                            "{metric} {value:.4} is below production v{}'s {theirs:.4} on the same test split",
+                            current.version
                         ),
                     )),
-                    Some(theirs) => {
-                        Ok(format!("accuracy {:.4} >= production v{}'s {theirs:.4}", evaluation.accuracy, current.version))
-                    }
+                    Some(theirs) => Ok(format!("{metric} {value:.4} >= production v{}'s {theirs:.4}", current.version)),
                     None => Ok(format!(
-                        "accuracy {:.4} >= floor {:.4}; production v{} could not be evaluated on this test split",
-                        evaluation.accuracy, policy.floor, current.version
+                        "{metric} {value:.4} >= floor {:.4}; production v{} could not be evaluated on this test split",
+                        policy.floor, current.version
                     )),
                 },
             },
@@ -203,12 +237,13 @@ pub fn gate(
     GateDecision {
         passed,
         code,
-        accuracy,
+        metric,
+        score: counted,
         floor: policy.floor,
         min_test_images: policy.min_test_images,
-        test_images: evaluation.images,
+        test_images: score.images,
         production_version: production.map(|p| p.version),
-        production_accuracy: production.and_then(|p| p.accuracy),
+        production_score: production.and_then(|p| p.score),
         explanation,
     }
 }
@@ -225,9 +260,18 @@ pub struct ModelVersion {
     pub reason_code: Option<String>,
     pub reason: Option<String>,
     pub card_key: String,
+    /// What the version does (absent in records written before tasks existed: a classifier).
+    #[serde(default)]
+    pub task: Task,
     pub artifact: Option<Artifact>,
     pub labels: Vec<String>,
     pub input: Option<InputSpec>,
+    /// How its output is read.
+    #[serde(default)]
+    pub output_layout: OutputLayout,
+    /// A detector's serving defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detection_settings: Option<DetectionSettings>,
     pub lineage: Option<Lineage>,
     /// register-model's own evaluation on the snapshot's test split; only its summary (no
     /// per-class metrics, no confusion matrix) when the whole is in the store bucket at
@@ -235,17 +279,35 @@ pub struct ModelVersion {
     pub evaluation: Option<Evaluation>,
     #[serde(default)]
     pub evaluation_key: Option<String>,
+    /// A detector's evaluation (COCO mAP, AP per class, precision and recall at the served
+    /// threshold); `evaluation` is a classifier's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detection: Option<DetectionEvaluation>,
     pub gate: Option<GateDecision>,
     pub registered_at: String,
 }
 
 impl ModelVersion {
-    /// Its accuracy on its test split, `None` when it was not evaluated (or rejected).
-    pub fn accuracy(&self) -> Option<f64> {
+    /// Its task's score on its test split (accuracy, or mAP@0.5 for a detector), `None` when
+    /// it was not evaluated (or rejected).
+    pub fn score(&self) -> Option<f64> {
         match &self.gate {
-            Some(gate) => gate.accuracy,
-            None => self.evaluation.as_ref().map(|e| e.accuracy),
+            Some(gate) => gate.score,
+            None => self.evaluation_score().map(|s| s.value),
         }
+    }
+
+    /// The gate's view of its evaluation, whichever the task.
+    pub fn evaluation_score(&self) -> Option<Score> {
+        match self.task {
+            Task::Classification => self.evaluation.as_ref().map(Score::of_classification),
+            Task::Detection => self.detection.as_ref().map(Score::of_detection),
+        }
+    }
+
+    /// The detector's serving settings (the defaults when the card gave none).
+    pub fn detection_settings(&self) -> DetectionSettings {
+        self.detection_settings.unwrap_or_default()
     }
 }
 
@@ -439,29 +501,22 @@ pub async fn rollback(table: &dyn Table, model: &str, now: &str) -> Result<Alias
 mod tests {
     use super::*;
 
-    fn evaluation(images: u64, accuracy: f64) -> Evaluation {
-        Evaluation {
-            images,
-            unknown_label: 0,
-            accuracy,
-            labels: Vec::new(),
-            per_class: Default::default(),
-            confusion: Vec::new(),
-        }
+    fn evaluation(images: u64, accuracy: f64) -> Score {
+        Score { metric: Metric::Accuracy, value: accuracy, images }
     }
 
     fn digits() -> TaskSignature {
-        TaskSignature { labels: vec!["0".into(), "1".into()], dataset: "digits".into() }
+        TaskSignature { task: Task::Classification, labels: vec!["0".into(), "1".into()], dataset: "digits".into() }
     }
 
-    fn production(version: u32, accuracy: Option<f64>, signature: TaskSignature) -> ProductionScore {
-        ProductionScore { version, signature: Some(signature), accuracy }
+    fn production(version: u32, score: Option<f64>, signature: TaskSignature) -> ProductionScore {
+        ProductionScore { version, signature: Some(signature), score }
     }
 
     #[test]
     fn the_gate_needs_the_floor_and_production() {
         let policy = GatePolicy::with_floor(0.9);
-        let g = |e: Evaluation, p: Option<&ProductionScore>| gate("m", 2, &e, &digits(), &policy, p);
+        let g = |e: Score, p: Option<&ProductionScore>| gate("m", 2, &e, &digits(), &policy, p);
         assert!(g(evaluation(100, 0.95), None).passed);
         assert_eq!(g(evaluation(100, 0.85), None).code.as_deref(), Some("below_floor"));
         assert!(g(evaluation(100, 0.95), Some(&production(1, Some(0.95), digits()))).passed);
@@ -477,21 +532,42 @@ mod tests {
         let policy = GatePolicy::with_floor(0.9);
         let decision = gate("m", 1, &evaluation(19, 1.0), &digits(), &policy, None);
         assert!(!decision.passed);
-        assert_eq!((decision.code.as_deref(), decision.accuracy), (Some("not_evaluated"), None));
+        assert_eq!((decision.code.as_deref(), decision.score), (Some("not_evaluated"), None));
         assert!(gate("m", 1, &evaluation(20, 1.0), &digits(), &policy, None).passed);
     }
 
     #[test]
     fn another_task_is_never_promoted_by_itself() {
         let policy = GatePolicy::with_floor(0.5);
-        let other_labels = TaskSignature { labels: vec!["cat".into(), "dog".into()], dataset: "digits".into() };
+        let other_labels = TaskSignature { labels: vec!["cat".into(), "dog".into()], ..digits() };
         let decision =
             gate("digits", 2, &evaluation(100, 0.99), &other_labels, &policy, Some(&production(1, Some(0.0), digits())));
         assert_eq!(decision.code.as_deref(), Some("different_labels"));
         assert!(decision.explanation.contains("cvops promote digits 2"), "{}", decision.explanation);
-        let other_dataset = TaskSignature { labels: vec!["1".into(), "0".into()], dataset: "other".into() };
+        let other_dataset = TaskSignature { labels: vec!["1".into(), "0".into()], dataset: "other".into(), ..digits() };
         let decision =
             gate("digits", 2, &evaluation(100, 0.99), &other_dataset, &policy, Some(&production(1, Some(0.0), digits())));
         assert_eq!(decision.code.as_deref(), Some("different_dataset"));
+        let detector = TaskSignature { task: Task::Detection, ..digits() };
+        let map50 = Score { metric: Metric::Map50, value: 0.9, images: 100 };
+        let decision = gate("digits", 2, &map50, &detector, &policy, Some(&production(1, Some(0.0), digits())));
+        assert_eq!(decision.code.as_deref(), Some("different_task"));
+        assert!(decision.explanation.contains("detection"), "{}", decision.explanation);
+    }
+
+    #[test]
+    fn a_detector_is_gated_on_map50_and_says_so() {
+        let policy = GatePolicy::with_floor(0.5);
+        let detector = TaskSignature { task: Task::Detection, ..digits() };
+        let decision = gate("boxes", 1, &Score { metric: Metric::Map50, value: 0.42, images: 80 }, &detector, &policy, None);
+        assert_eq!((decision.code.as_deref(), decision.metric), (Some("below_floor"), Metric::Map50));
+        assert!(decision.explanation.starts_with("mAP@0.5 0.4200"), "{}", decision.explanation);
+        // Records written before tasks existed read as accuracy.
+        let old: GateDecision = serde_json::from_value(serde_json::json!({
+            "passed": true, "accuracy": 0.97, "floor": 0.9, "production_version": null,
+            "production_accuracy": null, "explanation": "ok"
+        }))
+        .unwrap();
+        assert_eq!((old.metric, old.score), (Metric::Accuracy, Some(0.97)));
     }
 }

@@ -10,15 +10,18 @@
 //! with AVX2 and FMA), after its output has been checked against tract's at load; every other
 //! model, and every model elsewhere, runs on tract.
 //!
-//! [`detect`] reads a detector's output (the YOLO export layout, or boxes/scores/labels) into
+//! [`detector::LoadedDetector`] runs a detector: [`detect`] reads its output (the YOLO export layout, or boxes/scores/labels) into
 //! boxes and suppresses the overlaps.
 
 pub mod detect;
+pub mod detector;
 pub mod direct;
 
 use std::io::Cursor;
 
 use cvops_core::preprocess::{preprocess, InputSpec};
+use cvops_core::task::{OutputLayout, Task};
+use detector::LoadedDetector;
 use direct::DirectModel;
 use image::DynamicImage;
 use tract_onnx::prelude::*;
@@ -31,6 +34,9 @@ pub enum ModelError {
     /// It loads, but its output does not have one score per label (code `shape_mismatch`).
     #[error("the model's output has shape {found:?}; the card lists {labels} labels")]
     OutputShape { found: Vec<usize>, labels: usize },
+    /// A detector's outputs are not what its layout says (code `shape_mismatch`).
+    #[error("the model's outputs do not fit its output layout: {0}")]
+    Signature(String),
     #[error("running the model failed: {0}")]
     Run(String),
 }
@@ -40,13 +46,38 @@ impl ModelError {
     pub fn code(&self) -> &'static str {
         match self {
             ModelError::Unloadable(_) => "unloadable_model",
-            ModelError::OutputShape { .. } => "shape_mismatch",
+            ModelError::OutputShape { .. } | ModelError::Signature(_) => "shape_mismatch",
             ModelError::Run(_) => "inference_failed",
         }
     }
 }
 
 type Plan = TypedRunnableModel<TypedModel>;
+
+/// A loaded model of either task, as its card (or registered version) describes it.
+#[derive(Debug, Clone)]
+pub enum Runner {
+    Classifier(LoadedModel),
+    Detector(LoadedDetector),
+}
+
+impl Runner {
+    /// Loads `onnx` as `task` and `layout` say, for `classes` classes.
+    pub fn load(onnx: &[u8], task: Task, input: &InputSpec, classes: usize, layout: OutputLayout) -> Result<Self, ModelError> {
+        match task {
+            Task::Classification => Ok(Runner::Classifier(LoadedModel::load(onnx, input, classes)?)),
+            Task::Detection => Ok(Runner::Detector(LoadedDetector::load(onnx, input, classes, layout)?)),
+        }
+    }
+
+    /// Which runner answers: `direct` or `tract`.
+    pub fn runner(&self) -> &'static str {
+        match self {
+            Runner::Classifier(model) => model.runner(),
+            Runner::Detector(_) => "tract",
+        }
+    }
+}
 
 /// A model ready to run one image at a time.
 #[derive(Debug, Clone)]

@@ -1,4 +1,4 @@
-//! `cvops models import`: a classifier trained elsewhere, exported to ONNX, into the registry.
+//! `cvops models import`: a classifier or a detector trained elsewhere, exported to ONNX, into the registry.
 //!
 //! The import snapshots the dataset the model is to be judged on, writes the artifact and then
 //! the card (`source: import`) under `models/<model>/imports/<id>/`, and the card's event takes
@@ -18,6 +18,7 @@ use cvops_core::model_card::{
 use cvops_core::ports::ObjectStore;
 use cvops_core::preprocess::InputSpec;
 use cvops_core::snapshot;
+use cvops_core::task::{DetectionSettings, OutputLayout, Task};
 use cvops_register_model::handler::MAX_MODEL_BYTES;
 use cvops_register_model::Outcome;
 use sha2::{Digest, Sha256};
@@ -34,6 +35,10 @@ pub struct ImportRequest {
     pub labels: Vec<String>,
     /// Its input and preprocessing; `name` empty: the graph's first input.
     pub input: InputSpec,
+    pub task: Task,
+    /// How its outputs are read: `None` finds it from the graph (a detector with one output is a
+    /// YOLO export, with three boxes/scores/labels).
+    pub output_layout: Option<OutputLayout>,
 }
 
 /// Imports the ONNX file at `path` and returns register-model's verdict.
@@ -44,6 +49,12 @@ pub async fn import_model(platform: &LocalPlatform, request: &ImportRequest, pat
     }
     let model_bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     request.input.check().map_err(|e| anyhow::anyhow!("the input: {e}"))?;
+    let output_layout = match (request.task, request.output_layout) {
+        (_, Some(layout)) => layout,
+        (Task::Classification, None) => OutputLayout::Logits,
+        (Task::Detection, None) => cvops_inference::detector::layout_of(&model_bytes)
+            .map_err(|e| anyhow::anyhow!("{e}; say which with --output-layout yolo|boxes_scores_labels"))?,
+    };
     let (table, objects) = (platform.table.as_ref(), platform.objects.as_ref());
     let created_at = platform.clock.now().to_rfc3339();
     let snap = snapshot::create_with(
@@ -58,8 +69,16 @@ pub async fn import_model(platform: &LocalPlatform, request: &ImportRequest, pat
     .with_context(|| format!("cannot snapshot dataset {} to evaluate the model on", request.dataset))?;
 
     let sha256 = hex::encode(Sha256::digest(&model_bytes));
-    let said =
-        serde_json::to_string(&(&sha256, &request.labels, &request.input, &request.dataset, &snap.id)).expect("serialises");
+    let said = serde_json::to_string(&(
+        &sha256,
+        &request.labels,
+        &request.input,
+        &request.dataset,
+        &snap.id,
+        request.task,
+        output_layout,
+    ))
+    .expect("serialises");
     let id = format!("{IMPORT_ID_PREFIX}{}", &hex::encode(Sha256::digest(said.as_bytes()))[..16]);
     let prefix = import_prefix(&request.model, &id);
     let mut artifact =
@@ -69,6 +88,7 @@ pub async fn import_model(platform: &LocalPlatform, request: &ImportRequest, pat
         schema: CARD_SCHEMA.into(),
         source: CardSource::Import,
         model: request.model.clone(),
+        task: request.task,
         run_id: id,
         point: 0,
         dataset: request.dataset.clone(),
@@ -76,6 +96,8 @@ pub async fn import_model(platform: &LocalPlatform, request: &ImportRequest, pat
         labels: request.labels.clone(),
         input: request.input.clone(),
         output: String::new(),
+        output_layout,
+        detection: (request.task == Task::Detection).then(DetectionSettings::default),
         architecture: "imported".into(),
         artifact,
         hyperparameters: BTreeMap::new(),

@@ -63,6 +63,7 @@ fn window(pool: &[Sample], seed: u64) -> Aggregate {
             latency_ms: 1.0,
             error: false,
             prediction: Some((sample.class, 0.98)),
+            boxes: None,
             features: Some(sample.features),
         });
     }
@@ -96,7 +97,7 @@ fn training_distribution_traffic_stays_ok_and_a_brightness_shift_is_flagged() {
     let mut ok = 0;
     let mut worst = Vec::new();
     for seed in 0..100 {
-        let a = assess(&baseline, &labels, &trained, &window(&clean, seed), None, &thresholds);
+        let a = assess(&baseline, None, &labels, &trained, &window(&clean, seed), None, &thresholds);
         if a.status == Status::Ok {
             ok += 1;
         } else {
@@ -111,7 +112,7 @@ fn training_distribution_traffic_stays_ok_and_a_brightness_shift_is_flagged() {
 
     let mut flagged = 0;
     for seed in 0..100 {
-        let a = assess(&baseline, &labels, &trained, &window(&shifted, seed), None, &thresholds);
+        let a = assess(&baseline, None, &labels, &trained, &window(&shifted, seed), None, &thresholds);
         let brightness = a.features.iter().find(|f| f.feature == "brightness").unwrap();
         flagged += usize::from(a.status == Status::Drift && brightness.status == Status::Drift);
     }

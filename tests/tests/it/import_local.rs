@@ -7,6 +7,7 @@ use cvops_core::ports::ObjectStore;
 use cvops_core::preprocess::{InputSpec, ResizeMode};
 use cvops_core::registry::{self, VersionStatus};
 use cvops_core::snapshot;
+use cvops_core::task::Task;
 use cvops_platform::import::{import_model, ImportRequest};
 use cvops_register_model::Outcome;
 use cvops_tests::platform::{TempPlatform, MODELS, STORE};
@@ -34,8 +35,14 @@ async fn an_imported_classifier_meets_the_registrys_rules() {
 
     let labels: Vec<String> = (0..10).map(|d| d.to_string()).collect();
     let input = InputSpec { name: String::new(), resize: ResizeMode::Squash, ..card.input.clone() };
-    let request =
-        ImportRequest { model: "imported".into(), dataset: "digits".into(), labels: labels.clone(), input: input.clone() };
+    let request = ImportRequest {
+        model: "imported".into(),
+        dataset: "digits".into(),
+        labels: labels.clone(),
+        input: input.clone(),
+        task: Task::Classification,
+        output_layout: None,
+    };
     let Outcome::Registered { version, .. } = import_model(&stack, &request, &file).await.unwrap() else {
         panic!("not registered")
     };

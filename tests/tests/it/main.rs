@@ -14,6 +14,7 @@ mod detection_ingest;
 mod dispatch_local;
 mod drift_trials;
 mod hostile_bytes;
+mod import_detector;
 mod import_local;
 mod infer_local;
 mod ingest_faults;

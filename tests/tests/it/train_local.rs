@@ -141,7 +141,7 @@ async fn a_trained_model_is_verified_evaluated_registered_and_promoted() {
     let gate = version.gate.as_ref().unwrap();
     assert!(!promoted, "{gate:?}");
     assert_eq!((gate.code.as_deref(), version.evaluation.as_ref().unwrap().images), (Some("different_labels"), 30));
-    assert!(gate.accuracy.unwrap() > 0.6 && gate.production_accuracy.is_none(), "{gate:?}");
+    assert!(gate.score.unwrap() > 0.6 && gate.production_score.is_none(), "{gate:?}");
     assert!(gate.explanation.contains("cvops promote digits 5"), "{}", gate.explanation);
     assert_eq!(registry::production(stack.table.as_ref(), "digits").await.unwrap().unwrap().0.version, 1);
 
@@ -163,7 +163,7 @@ async fn a_trained_model_is_verified_evaluated_registered_and_promoted() {
     let Outcome::Registered { version, promoted } = &outcomes[0] else { panic!("not registered: {outcomes:?}") };
     let gate = version.gate.as_ref().unwrap();
     assert!(!promoted);
-    assert_eq!((gate.code.as_deref(), gate.accuracy, version.accuracy()), (Some("not_evaluated"), None, None));
+    assert_eq!((gate.code.as_deref(), gate.score, version.score()), (Some("not_evaluated"), None, None));
     registry::set_gate_policy(table, "digits", &GatePolicy::with_floor(0.5)).await.unwrap();
 
     // The alias write fails after the version passed the gate: the redelivered card finishes it.

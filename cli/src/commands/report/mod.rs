@@ -161,7 +161,7 @@ fn write_version(html: &mut String, v: &VersionReport, hours: &[String], latency
         "",
     ));
     html.push_str(&svg::bars(
-        "confidence of the top class (share per bin)",
+        "confidence: a classifier's top class, a detector's every served box (share per bin)",
         &bin_labels(&a.confidence.histogram, 2),
         &[("window", WINDOW, shares(&a.confidence.histogram))],
         "",

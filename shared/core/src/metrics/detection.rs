@@ -57,6 +57,43 @@ pub struct DetectionEvaluation {
     pub map50: f64,
     pub map75: f64,
     pub per_class: BTreeMap<u32, ClassAp>,
+    /// The class names, in index order (filled by whoever knows them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// Precision and recall at IoU 0.5 of the boxes the endpoint would serve: those scoring at
+    /// least `score_threshold` (see [`DetectionEvaluation::with_served`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served: Option<ServedPrecision>,
+}
+
+/// Precision and recall at one score threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ServedPrecision {
+    pub score_threshold: f64,
+    pub precision: f64,
+    pub recall: f64,
+}
+
+impl DetectionEvaluation {
+    /// Evaluates, names the classes, and adds precision and recall at the served threshold.
+    pub fn with_served(
+        images: &[u64],
+        ground_truth: &[GroundTruth],
+        detections: &[Detection],
+        labels: Vec<String>,
+        score_threshold: f64,
+    ) -> Self {
+        let mut e = evaluate(images, ground_truth, detections);
+        let (precision, recall) = precision_recall_at(images, ground_truth, detections, score_threshold);
+        e.labels = labels;
+        e.served = Some(ServedPrecision { score_threshold, precision, recall });
+        e
+    }
+
+    /// A class's name, or `class <i>`.
+    pub fn label(&self, class: u32) -> String {
+        self.labels.get(class as usize).cloned().unwrap_or_else(|| format!("class {class}"))
+    }
 }
 
 /// The IoU thresholds as numpy's `linspace(.5, .95, 10)` makes them.
@@ -197,6 +234,8 @@ pub fn evaluate(images: &[u64], ground_truth: &[GroundTruth], detections: &[Dete
         map50: mean(|c| c.ap50),
         map75: mean(|c| c.ap75),
         per_class,
+        labels: Vec::new(),
+        served: None,
     }
 }
 
