@@ -9,12 +9,18 @@ ones, all alike: NMS then has real work to do. It writes, beside this script:
 - `yolov8n-digits.onnx`: the export (`[1, 14, 189]`: cx, cy, w, h, then 10 class scores);
 - `digits.png` (96x96, a test image of detect-digits) and `wide.png` (the same, resized to
   150x120, so the letterbox pads and scales);
+- `boxes-scores-labels.onnx`: a small random detector exported by torch with the other layout
+  (boxes `[N, 4]` as corners, scores `[N]`, labels `[N]` int64), with its own answers in
+  `reference.json` (torchvision's `batched_nms` on its outputs, boxes mapped back as above);
 - `reference.json`: per image, the raw output onnxruntime gives on Ultralytics' own letterboxed
   input (in `<image>.output.f32`, little-endian), and the boxes Ultralytics' own
   `non_max_suppression` and `scale_boxes` make of it at conf 0.25, IoU 0.7, max_det 300.
 
 The tests hold cvops' decoding, NMS and mapping back to these boxes, and the endpoint's answer
 on `digits.png` (where the letterbox is the identity, so both sides see the same pixels) too.
+
+Ultralytics stamps the export's date into its metadata, so the ONNX file's bytes differ from run
+to run; the network, its outputs and the answers here do not.
 
 Run from the repository root, with ultralytics, onnx, onnxslim and onnxruntime from PyPI:
     python3 samplesets/yolov8n/make.py
@@ -92,6 +98,58 @@ def reference(session, name, image):
     return {"image": f"{name}.png", "width": image.width, "height": image.height, "output_shape": list(raw.shape), "boxes": boxes}
 
 
+class BoxesScoresLabels(torch.nn.Module):
+    """A small random detector with the other layout cvops reads: boxes [N, 4] as corners in
+    input pixels, scores [N] and labels [N] (int64), as torchvision's detectors and NMS-free
+    graphs give them. Three convolutions to a 24x24 grid, a box and 10 class scores per cell."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.body = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3, 2, 1), torch.nn.ReLU(), torch.nn.Conv2d(8, 16, 3, 2, 1), torch.nn.ReLU(), torch.nn.Conv2d(16, 14, 1)
+        )
+        with torch.no_grad():
+            self.body[-1].weight.mul_(8.0)
+        ys, xs = torch.meshgrid(torch.arange(24.0), torch.arange(24.0), indexing="ij")
+        self.register_buffer("grid", torch.stack([xs.flatten(), ys.flatten()]))
+
+    def forward(self, x):
+        out = self.body(x).flatten(2)[0]  # [14, 576]
+        centre = (self.grid + out[:2].sigmoid()) * 4.0
+        size = out[2:4].sigmoid() * 48.0
+        boxes = torch.cat([centre - size / 2, centre + size / 2]).T
+        scores, labels = out[4:].sigmoid().max(0)
+        return boxes, scores, labels
+
+
+def export_boxes_scores_labels():
+    net = BoxesScoresLabels().eval()
+    path = os.path.join(HERE, "boxes-scores-labels.onnx")
+    torch.onnx.export(
+        net, torch.zeros(1, 3, SIZE, SIZE), path, opset_version=17, input_names=["images"],
+        output_names=["boxes", "scores", "labels"], dynamo=False,
+    )
+    return path
+
+
+def reference_boxes_scores_labels(session, name, image):
+    """torchvision's batched NMS (what torchvision's detectors run) on the graph's outputs, at
+    Ultralytics' letterbox and `scale_boxes`."""
+    import torchvision
+
+    bgr = np.ascontiguousarray(np.asarray(image.convert("RGB"))[..., ::-1])
+    letterboxed = LetterBox((SIZE, SIZE), auto=False, stride=32)(image=bgr)
+    tensor = letterboxed[..., ::-1].transpose(2, 0, 1)[None].astype(np.float32) / 255.0
+    boxes, scores, labels = (torch.from_numpy(o) for o in session.run(None, {session.get_inputs()[0].name: np.ascontiguousarray(tensor)}))
+    keep = scores >= CONF
+    boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+    kept = torchvision.ops.batched_nms(boxes, scores, labels, IOU)[:MAX_DET]
+    mapped = ops.scale_boxes((SIZE, SIZE), boxes[kept].clone(), bgr.shape[:2])
+    rows = [[float(v) for v in b] + [float(s), int(l)] for b, s, l in zip(mapped, scores[kept], labels[kept])]
+    return {"image": f"{name}.png", "width": image.width, "height": image.height, "boxes": rows}
+
+
 def main():
     digits = Image.open(SOURCE).convert("RGB")
     assert digits.size == (SIZE, SIZE)
@@ -110,6 +168,11 @@ def main():
         theirs = np.concatenate([result.boxes.xyxy.numpy(), result.boxes.conf.numpy()[:, None]], axis=1)
         ours = np.array([b[:5] for b in case["boxes"]])
         assert theirs.shape == ours.shape and np.abs(theirs - ours).max() < 1e-3, (case["image"], np.abs(theirs - ours).max())
+    bsl = onnxruntime.InferenceSession(export_boxes_scores_labels(), providers=["CPUExecutionProvider"])
+    # The image the letterbox leaves as it is: both sides see the same pixels.
+    bsl_cases = [reference_boxes_scores_labels(bsl, "digits", digits)]
+    for case in bsl_cases:
+        assert len(case["boxes"]) > 10, f"{case['image']}: {len(case['boxes'])} boxes; the fixture would test little"
     meta = {
         "model": "yolov8n-digits.onnx",
         "input": [3, SIZE, SIZE],
@@ -121,10 +184,11 @@ def main():
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
         "cases": cases,
+        "boxes_scores_labels": {"model": "boxes-scores-labels.onnx", "cases": bsl_cases},
     }
     with open(os.path.join(HERE, "reference.json"), "w") as f:
         json.dump(meta, f, indent=1)
-    print({c["image"]: len(c["boxes"]) for c in cases})
+    print({c["image"]: len(c["boxes"]) for c in cases}, {c["image"]: len(c["boxes"]) for c in bsl_cases})
 
 
 if __name__ == "__main__":

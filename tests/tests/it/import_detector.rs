@@ -2,8 +2,8 @@
 //! `yolov8n.yaml` with random weights, exported to ONNX): cvops' decoding, NMS and mapping back
 //! give Ultralytics' own boxes from the same raw output; imported as a detector on
 //! `detect-digits` it is verified, evaluated (COCO mAP) and gated; the endpoint serves
-//! Ultralytics' boxes for the same image; and detectors that cannot be right are refused with
-//! their codes.
+//! Ultralytics' boxes for the same image; a boxes/scores/labels graph exported by torch gives
+//! torchvision's NMS's boxes; and detectors that cannot be right are refused with their codes.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,9 +14,11 @@ use axum::http::{Request, StatusCode};
 use cvops_core::key::DatasetName;
 use cvops_core::preprocess::{preprocess_placed, InputSpec, ResizeMode};
 use cvops_core::registry::VersionStatus;
+use cvops_core::task::DetectionSettings;
 use cvops_core::task::{Metric, OutputLayout, Task};
 use cvops_infer::{InferConfig, Models};
 use cvops_inference::detect::{decode_yolo, nms};
+use cvops_inference::detector::{layout_of, LoadedDetector};
 use cvops_monitor::{Monitor, MonitorConfig};
 use cvops_platform::import::{import_model, ImportRequest};
 use cvops_platform::upload::{upload_dir_as, DatasetFormat};
@@ -47,8 +49,8 @@ fn input() -> InputSpec {
     }
 }
 
-/// A case's boxes as (x1, y1, x2, y2, score, class), best first.
-fn ultralytics_boxes(case: &Value) -> Vec<[f64; 6]> {
+/// A case's boxes (Ultralytics' or torchvision's) as (x1, y1, x2, y2, score, class), best first.
+fn reference_boxes(case: &Value) -> Vec<[f64; 6]> {
     case["boxes"]
         .as_array()
         .unwrap()
@@ -94,8 +96,36 @@ fn ultralytics_postprocessing_is_reproduced_from_the_same_raw_output() {
             })
             .collect();
         assert!(ours.len() > 20, "{name}: the fixture must give NMS work: {} boxes", ours.len());
-        assert_same_boxes(&ours, &ultralytics_boxes(case), 1e-3, 1e-6, name);
+        assert_same_boxes(&ours, &reference_boxes(case), 1e-3, 1e-6, name);
     }
+}
+
+#[test]
+fn a_boxes_scores_labels_graph_gives_torchvisions_boxes() {
+    let reference = reference();
+    let bsl = &reference["boxes_scores_labels"];
+    let model = std::fs::read(fixture().join(bsl["model"].as_str().unwrap())).unwrap();
+    assert_eq!(layout_of(&model), Ok(OutputLayout::BoxesScoresLabels), "three outputs: boxes, scores, labels");
+    let yolo = std::fs::read(fixture().join("yolov8n-digits.onnx")).unwrap();
+    assert_eq!(layout_of(&yolo), Ok(OutputLayout::Yolo));
+    let detector = LoadedDetector::load(&model, &input(), 10, OutputLayout::BoxesScoresLabels).unwrap();
+    for case in bsl["cases"].as_array().unwrap() {
+        let image = image::open(fixture().join(case["image"].as_str().unwrap())).unwrap();
+        let ours: Vec<[f64; 6]> = detector
+            .detect(&image, &DetectionSettings::default())
+            .unwrap()
+            .iter()
+            .map(|d| {
+                let b = d.bbox;
+                [b.x, b.y, b.x + b.width, b.y + b.height, f64::from(d.score), f64::from(d.class)]
+            })
+            .collect();
+        assert!(ours.len() > 10, "{} boxes", ours.len());
+        assert_same_boxes(&ours, &reference_boxes(case), 1e-2, 1e-4, "boxes/scores/labels");
+    }
+    // Read as the other layout, its outputs do not fit: refused at load, not at the first request.
+    let wrong = LoadedDetector::load(&model, &input(), 10, OutputLayout::Yolo).unwrap_err();
+    assert_eq!(wrong.code(), "shape_mismatch", "{wrong}");
 }
 
 fn detect_request(labels: usize) -> ImportRequest {
@@ -159,7 +189,7 @@ async fn an_imported_yolov8n_is_evaluated_gated_and_serves_ultralytics_boxes() {
         })
         .collect();
     // tract and onnxruntime run the same graph to about 1e-5: boxes agree to a hundredth of a pixel.
-    assert_same_boxes(&ours, &ultralytics_boxes(&reference()["cases"][0]), 1e-2, 1e-4, "endpoint");
+    assert_same_boxes(&ours, &reference_boxes(&reference()["cases"][0]), 1e-2, 1e-4, "endpoint");
     // A request's own thresholds: fewer boxes at a higher score.
     let request = Request::post("/v1/models/yolo/predict?version=1&score_threshold=0.9&max_detections=3")
         .header("content-type", "image/png")

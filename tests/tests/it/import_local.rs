@@ -81,3 +81,85 @@ async fn an_imported_classifier_meets_the_registrys_rules() {
     std::fs::write(&broken, &std::fs::read(&file).unwrap()[..100]).unwrap();
     assert_eq!(refused(import_model(&stack, &request, &broken).await.unwrap()), "unloadable_model");
 }
+
+/// A little-endian float32 `.npy` file's values.
+fn npy_values(path: &std::path::Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap();
+    let header = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    bytes[10 + header..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_classifier_exported_by_pytorch_imports_and_serves() {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use cvops_platform::upload::{upload_dir_as, DatasetFormat};
+    use tower::ServiceExt;
+
+    // torchvision's squeezenet1_1 (random weights, ONNX opset 17, symbolic batch), beside the
+    // project, with onnxruntime's output for its input.
+    let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/models/squeezenet1_1");
+    let input = InputSpec {
+        name: String::new(),
+        width: 224,
+        height: 224,
+        channels: 3,
+        mean: vec![0.485, 0.456, 0.406],
+        std: vec![0.229, 0.224, 0.225],
+        resize: ResizeMode::ShorterSideCrop,
+    };
+    let model = std::fs::read(shared.join("model.onnx")).unwrap();
+    let loaded = cvops_inference::LoadedModel::load(&model, &input, 1000).unwrap();
+    let (ours, theirs) = (loaded.logits(&npy_values(&shared.join("input.npy"))).unwrap(), npy_values(&shared.join("output.npy")));
+    let scale = theirs.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let worst = ours.iter().zip(&theirs).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(worst <= 1e-4 * scale, "tract against onnxruntime: {worst} of {scale}");
+
+    // A dataset of its 1,000 classes: an image each in train, and 20 in test.
+    let stack = TempPlatform::new();
+    let folder = tempfile::tempdir().unwrap();
+    let labels: Vec<String> = (0..1000).map(|i| format!("class{i:03}")).collect();
+    for (i, label) in labels.iter().enumerate() {
+        for split in if i < 20 { &["train", "test"][..] } else { &["train"][..] } {
+            let dir = folder.path().join(split).join(label);
+            std::fs::create_dir_all(&dir).unwrap();
+            // A picture of its own for each (the first pixel names it): no two are one image.
+            let id = [(i % 256) as u8, (i / 256) as u8, u8::from(*split == "test")];
+            let picture = image::RgbImage::from_fn(48, 48, |x, y| {
+                image::Rgb(if (x, y) == (0, 0) { id } else { [(x * 5) as u8, (y * 5) as u8, (x * y) as u8] })
+            });
+            picture.save(dir.join("0.png")).unwrap();
+        }
+    }
+    let dataset = cvops_core::key::DatasetName::parse("imagenet").unwrap();
+    upload_dir_as(&stack, &dataset, folder.path(), DatasetFormat::Imagefolder, &mut ()).await.unwrap();
+    let file = folder.path().join("squeezenet.onnx");
+    std::fs::write(&file, &model).unwrap();
+    let request = ImportRequest {
+        model: "squeezenet".into(),
+        dataset: "imagenet".into(),
+        labels: labels.clone(),
+        input,
+        task: Task::Classification,
+        output_layout: None,
+    };
+    let outcome = import_model(&stack, &request, &file).await.unwrap();
+    let Outcome::Registered { version, promoted } = outcome else { panic!("not registered: {outcome:?}") };
+    assert_eq!(version.evaluation.as_ref().map(|e| e.images), Some(20));
+    assert!(!promoted, "random weights stay below the floor");
+
+    // Served, pinned: five of its labels, scores that are probabilities.
+    let models = std::sync::Arc::new(cvops_infer::Models::new(&stack.ports, MODELS.into(), std::time::Duration::from_secs(60)));
+    let app = cvops_infer::router(models, cvops_infer::InferConfig::new(MODELS), None);
+    let png = std::fs::read(folder.path().join("test/class000/0.png")).unwrap();
+    let request =
+        Request::post("/v1/models/squeezenet/predict?version=1").header("content-type", "image/png").body(Body::from(png));
+    let response = app.oneshot(request.unwrap()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let answer: serde_json::Value =
+        serde_json::from_slice(&axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap()).unwrap();
+    let predictions = answer["predictions"].as_array().unwrap();
+    assert_eq!(predictions.len(), 5, "{answer}");
+    assert!(predictions.iter().all(|p| labels.contains(&p["label"].as_str().unwrap().to_owned())), "{answer}");
+    assert!(predictions.iter().all(|p| (0.0..=1.0).contains(&p["score"].as_f64().unwrap())), "{answer}");
+}

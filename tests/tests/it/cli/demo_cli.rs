@@ -137,6 +137,27 @@ fn the_demo_uploads_both_sample_sets_and_prints_the_health_summary() {
     let outcome: serde_json::Value = serde_json::from_slice(&refused.stdout).unwrap();
     assert_eq!(outcome["version"]["reason_code"], "shape_mismatch", "{outcome}");
 
+    // An Ultralytics export imported as a detector on the demo's dataset of boxes: letterboxed
+    // by default, evaluated by COCO mAP, held back by the gate (its weights are random).
+    let names = dir.path().join("names.txt");
+    std::fs::write(&names, (0..10).map(|d| d.to_string()).collect::<Vec<_>>().join("\n")).unwrap();
+    let yolo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../samplesets/yolov8n/yolov8n-digits.onnx");
+    let out = cvops(&data)
+        .args(["models", "import", "yolo"])
+        .arg(&yolo)
+        .args(["--task", "detection", "--dataset", "boxes", "--input", "3x96x96", "--labels"])
+        .arg(&names)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("yolo v1: test mAP@0.5 ") && text.contains("below_floor"), "{text}");
+    let listed = cvops(&data).args(["models", "yolo", "--json"]).output().unwrap();
+    let version: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!((version["task"].as_str(), version["metric"].as_str()), (Some("detection"), Some("map50")), "{version}");
+    assert_eq!(version["detection"]["images"].as_u64(), Some(80), "{version}");
+    assert_eq!(version["input"]["resize"], "letterbox", "{version}");
+
     // Running it again starts afresh in the folder it made.
     assert!(cvops(&data).args(["demo", "--epochs", "1", "--set", "width=4"]).output().unwrap().status.success());
 }
