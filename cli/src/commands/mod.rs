@@ -7,6 +7,7 @@ pub mod health;
 pub mod import;
 pub mod models;
 pub mod monitor;
+pub mod predict;
 pub mod report;
 pub mod serve;
 pub mod snapshot;
@@ -58,9 +59,12 @@ pub enum Command {
     Train(train::Args),
     /// List the training runs and their status.
     Runs(models::RunsArgs),
-    /// List the registered model versions with their accuracy, stage and lineage; `models import`
-    /// brings in a classifier trained elsewhere.
+    /// List the registered model versions with their score, stage and lineage; `models import`
+    /// brings in a classifier or a detector trained elsewhere.
     Models(models::ModelsArgs),
+    /// Predict with a model on image files or folders, in this process, as the endpoint would
+    /// answer; exit 0 when every file got a prediction, 1 when any did not.
+    Predict(predict::Args),
     /// Point a model's production alias at a registered version.
     Promote(models::PromoteArgs),
     /// Point a model's production alias back at the version it named before.
@@ -101,6 +105,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Train(args) => train::run(&data_dir, args).await,
         Command::Runs(args) => models::runs(&data_dir, args).await,
         Command::Models(args) => models::models(&data_dir, args).await,
+        Command::Predict(args) => predict::run(&data_dir, args).await,
         Command::Promote(args) => models::promote(&data_dir, args).await,
         Command::Rollback(args) => models::rollback(&data_dir, args).await,
         Command::Gate(args) => models::gate(&data_dir, args).await,

@@ -53,6 +53,16 @@ pub struct InferConfig {
 }
 
 impl InferConfig {
+    /// What an image may be at the endpoint: the body limit, its pixel limit and decode budget.
+    pub fn limits(&self) -> cvops_core::validate::ValidationLimits {
+        cvops_core::validate::ValidationLimits {
+            max_bytes: self.max_body_bytes as u64,
+            max_pixels: self.max_pixels,
+            max_decoded_bytes: self.max_decoded_bytes,
+            ..cvops_core::validate::ValidationLimits::default()
+        }
+    }
+
     pub fn new(models_bucket: impl Into<String>) -> Self {
         Self {
             models_bucket: models_bucket.into(),

@@ -49,12 +49,7 @@ struct AppState {
 
 /// The endpoint's router over `models`, feeding `feed` (monitoring) when given.
 pub fn router(models: Arc<Models>, config: InferConfig, feed: Option<Arc<Feed>>) -> Router {
-    let limits = ValidationLimits {
-        max_bytes: config.max_body_bytes as u64,
-        max_pixels: config.max_pixels,
-        max_decoded_bytes: config.max_decoded_bytes,
-        ..ValidationLimits::default()
-    };
+    let limits = config.limits();
     let in_flight = Arc::new(Semaphore::new(config.max_concurrency.clamp(1, Semaphore::MAX_PERMITS)));
     let state = AppState { models, config: Arc::new(config), feed, in_flight, limits };
     // The last layer added runs first: the key is checked before a request takes a permit.

@@ -158,6 +158,37 @@ fn the_demo_uploads_both_sample_sets_and_prints_the_health_summary() {
     assert_eq!(version["detection"]["images"].as_u64(), Some(80), "{version}");
     assert_eq!(version["input"]["resize"], "letterbox", "{version}");
 
+    // `cvops predict`: the endpoint's answers without a server. On the digits' test images, the
+    // accuracy register-model measured; on the detector, Ultralytics' boxes.
+    let test = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../samplesets/digits/test");
+    let out = cvops(&data).args(["predict", "--model", "digits", "--top-k", "1", "--json"]).arg(&test).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let right = lines
+        .iter()
+        .filter(|l| {
+            let truth =
+                std::path::Path::new(l["path"].as_str().unwrap()).parent().unwrap().file_name().unwrap().to_str().unwrap();
+            l["predictions"][0]["label"] == truth
+        })
+        .count();
+    let listed = cvops(&data).args(["models", "digits", "--json"]).output().unwrap();
+    let v1: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&listed.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(lines.len(), 500);
+    assert_eq!(right as f64 / 500.0, v1["score"].as_f64().unwrap(), "predict's accuracy is register-model's");
+    let picture = yolo.parent().unwrap().join("digits.png");
+    let out = cvops(&data).args(["predict", "--model", "yolo", "--version", "1", "--json"]).arg(&picture).output().unwrap();
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reference: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(yolo.parent().unwrap().join("reference.json")).unwrap()).unwrap();
+    assert_eq!(answer["detections"].as_array().unwrap().len(), reference["cases"][0]["boxes"].as_array().unwrap().len());
+    let refused =
+        cvops(&data).args(["predict", "--model", "digits"]).arg(yolo.parent().unwrap().join("reference.json")).output().unwrap();
+    assert_eq!(refused.status.code(), Some(1), "a file that is not an image exits 1");
+    let unknown = cvops(&data).args(["predict", "--model", "nope"]).arg(&picture).output().unwrap();
+    assert_eq!(unknown.status.code(), Some(2), "no such model exits 2");
+
     // Running it again starts afresh in the folder it made.
     assert!(cvops(&data).args(["demo", "--epochs", "1", "--set", "width=4"]).output().unwrap().status.success());
 }
