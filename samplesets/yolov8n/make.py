@@ -12,6 +12,7 @@ ones, all alike: NMS then has real work to do. It writes, beside this script:
 - `boxes-scores-labels.onnx`: a small random detector exported by torch with the other layout
   (boxes `[N, 4]` as corners, scores `[N]`, labels `[N]` int64), with its own answers in
   `reference.json` (torchvision's `batched_nms` on its outputs, boxes mapped back as above);
+- `unknown-op.onnx`: a graph of one operator no runtime knows, for the refusal it must meet;
 - `reference.json`: per image, the raw output onnxruntime gives on Ultralytics' own letterboxed
   input (in `<image>.output.f32`, little-endian), and the boxes Ultralytics' own
   `non_max_suppression` and `scale_boxes` make of it at conf 0.25, IoU 0.7, max_det 300.
@@ -150,6 +151,20 @@ def reference_boxes_scores_labels(session, name, image):
     return {"image": f"{name}.png", "width": image.width, "height": image.height, "boxes": rows}
 
 
+def export_unknown_op():
+    """A graph whose one node is an operator no runtime knows: what an import must refuse."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("NotAnOperator", ["images"], ["output0"], domain="cvops.test")
+    graph = helper.make_graph(
+        [node], "unknown", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, SIZE, SIZE])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 14, 189])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("cvops.test", 1)])
+    onnx.save(model, os.path.join(HERE, "unknown-op.onnx"))
+
+
 def main():
     digits = Image.open(SOURCE).convert("RGB")
     assert digits.size == (SIZE, SIZE)
@@ -168,6 +183,7 @@ def main():
         theirs = np.concatenate([result.boxes.xyxy.numpy(), result.boxes.conf.numpy()[:, None]], axis=1)
         ours = np.array([b[:5] for b in case["boxes"]])
         assert theirs.shape == ours.shape and np.abs(theirs - ours).max() < 1e-3, (case["image"], np.abs(theirs - ours).max())
+    export_unknown_op()
     bsl = onnxruntime.InferenceSession(export_boxes_scores_labels(), providers=["CPUExecutionProvider"])
     # The image the letterbox leaves as it is: both sides see the same pixels.
     bsl_cases = [reference_boxes_scores_labels(bsl, "digits", digits)]

@@ -216,12 +216,16 @@ async fn an_imported_yolov8n_is_evaluated_gated_and_serves_ultralytics_boxes() {
     assert_eq!(assessment.confidence.histogram.total(), served_boxes, "each served box's score");
     assert_eq!(assessment.status, cvops_core::drift::Status::InsufficientData);
 
-    // Detectors that cannot be right, each with its code; none reaches production.
+    // Detectors that cannot be right (the wrong class count or layout, no signature, an operator
+    // no runtime knows, another dataset's classes or task), each with its code; none reaches
+    // production.
     assert_eq!(rejection(import_model(&stack, &detect_request(9), &model).await.unwrap()), "shape_mismatch");
     let three_outputs = ImportRequest { output_layout: Some(OutputLayout::BoxesScoresLabels), ..detect_request(10) };
     assert_eq!(rejection(import_model(&stack, &three_outputs, &model).await.unwrap()), "shape_mismatch");
     let no_signature = ImportRequest { output_layout: Some(OutputLayout::Logits), ..detect_request(10) };
     assert_eq!(rejection(import_model(&stack, &no_signature, &model).await.unwrap()), "missing_signature");
+    let unknown_op = fixture().join("unknown-op.onnx");
+    assert_eq!(rejection(import_model(&stack, &detect_request(10), &unknown_op).await.unwrap()), "unloadable_model");
     let cats = ImportRequest { labels: (0..10).map(|d| format!("cat{d}")).collect(), ..detect_request(10) };
     assert_eq!(rejection(import_model(&stack, &cats, &model).await.unwrap()), "labels_mismatch");
     stack.upload_digits("digits", [("train", 2), ("val", 1), ("test", 3)]).await;
