@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use cvops_core::ports::TableExt;
 use cvops_core::registry::{self, Alias, ModelVersion, VersionStatus};
 use cvops_core::runs::RUN_SK_PREFIX;
-use cvops_core::task::Metric;
+use cvops_core::task::{Metric, Task};
 use cvops_dispatch_training::{run_pk, RunRecord};
 use serde_json::json;
 
@@ -112,6 +112,8 @@ pub async fn models(data_dir: &Path, args: ModelsArgs) -> anyhow::Result<ExitCod
                     "task": version.task,
                     "metric": version.task.metric(),
                     "score": score,
+                    // Kept for scripts written before detectors: the score, for a classifier.
+                    "accuracy": score.filter(|_| version.task == Task::Classification),
                     "test_images": tested,
                     "per_class": version.evaluation.as_ref().map(|e| &e.per_class),
                     "detection": version.detection,
@@ -217,6 +219,13 @@ pub async fn gate(data_dir: &Path, args: GateArgs) -> anyhow::Result<ExitCode> {
     let table = platform.table.as_ref();
     // The default floor is the model's task's: its newest version says which.
     let task = registry::versions(table, &args.model).await?.iter().rev().find(|v| v.lineage.is_some()).map(|v| v.task);
+    if task.is_none() && args.min_test_images.is_some() && args.floor.is_none() {
+        eprintln!(
+            "{} has no registered version, so its task (and the default floor, accuracy or mAP@0.5) is not known yet; give --floor too",
+            args.model
+        );
+        return Ok(ExitCode::from(2));
+    }
     let task = task.unwrap_or_default();
     let default = LocalPlatform::register_config(&platform.settings)?.default_gate(task);
     let mut policy = registry::gate_policy(table, &args.model, default).await?;

@@ -133,13 +133,16 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let mut failed = 0usize;
     for path in &paths {
         let shown = path.display().to_string();
-        let result = match std::fs::read(path) {
-            Ok(bytes) if bytes.len() > limits.max_bytes as usize => Err(ApiError::new(
+        // Refused from its size, before a byte is read, as the endpoint refuses a body.
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let read = if size > limits.max_bytes { Ok(None) } else { std::fs::read(path).map(Some) };
+        let result = match read {
+            Ok(None) => Err(ApiError::new(
                 axum::http::StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
-                format!("{} bytes, over the endpoint's {} byte limit", bytes.len(), limits.max_bytes),
+                format!("{size} bytes, over the endpoint's {} byte limit", limits.max_bytes),
             )),
-            Ok(bytes) => {
+            Ok(Some(bytes)) => {
                 let (served, query) = (Arc::clone(&served), query.clone());
                 tokio::task::spawn_blocking(move || predict(&served, &bytes, &query, &limits, false).map(|p| p.answer)).await?
             }

@@ -122,10 +122,12 @@ impl Feed {
             let shard = self.next_shard.fetch_add(1, Ordering::Relaxed);
             match monitoring::flush(self.table.as_ref(), &model, version, &hour, shard, &aggregate, expires_at).await {
                 Ok(()) => written += 1,
-                Err(e) => {
-                    // The counters' update is atomic and comes last: a failed flush added nothing.
-                    self.pending.lock().expect("feed poisoned").entry((model, version, hour)).or_default().merge(&aggregate);
-                    first_error.get_or_insert(e);
+                Err(failed) => {
+                    // What the flush did not add waits for the next one; what it added is not
+                    // in `unwritten`, so nothing counts twice.
+                    let key = (model, version, hour);
+                    self.pending.lock().expect("feed poisoned").entry(key).or_default().merge(&failed.unwritten);
+                    first_error.get_or_insert(failed.error);
                 }
             }
         }

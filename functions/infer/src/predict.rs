@@ -100,7 +100,8 @@ pub struct Predicted {
     pub answer: Value,
     /// (class index, score), best first: a classifier's top `top_k`, a detector's boxes.
     pub ranked: Vec<(usize, f32)>,
-    /// A detector's boxes as the monitor bins them.
+    /// A detector's boxes at its version's own settings, as the monitor bins them (`None` for a
+    /// classifier, or when nothing is monitored).
     pub boxes: Option<Vec<ObservedBox>>,
     pub features: Option<InputFeatures>,
 }
@@ -108,9 +109,9 @@ pub struct Predicted {
 impl Predicted {
     /// A classifier's top class and score, for the monitoring feed.
     pub fn top(&self) -> Option<(usize, f64)> {
-        match self.boxes {
-            Some(_) => None,
-            None => self.ranked.first().map(|&(i, s)| (i, f64::from(s))),
+        match self.answer.get("predictions") {
+            Some(_) => self.ranked.first().map(|&(i, s)| (i, f64::from(s))),
+            None => None,
         }
     }
 }
@@ -161,15 +162,20 @@ pub fn predict(
         }
         Runner::Detector(detector) => {
             let stage = Instant::now();
-            let settings = query.settings(served.record.detection_settings());
-            let found = detector.detect(&decoded, &settings).map_err(|e| ApiError::internal(e.to_string()))?;
+            // One run of the model answers the request at its own settings and feeds the monitor
+            // at the version's, so a client's thresholds never move the version's statistics.
+            let version_settings = served.record.detection_settings();
+            let settings = query.settings(version_settings);
+            let lowest = settings.score_threshold.min(version_settings.score_threshold);
+            let candidates = detector.candidates(&decoded, lowest).map_err(|e| ApiError::internal(e.to_string()))?;
+            let found = candidates.finish(&settings);
             let infer = millis(stage);
-            let label = |class: u32| labels.get(class as usize).cloned().unwrap_or_else(|| format!("class {class}"));
             let detections: Vec<Value> = found
                 .iter()
                 .map(|d| {
                     let b = d.bbox;
-                    json!({"label": label(d.class), "score": d.score, "box": {"x": b.x, "y": b.y, "width": b.width, "height": b.height}})
+                    let label = &labels[d.class as usize];
+                    json!({"label": label, "score": d.score, "box": {"x": b.x, "y": b.y, "width": b.width, "height": b.height}})
                 })
                 .collect();
             let answer = json!({
@@ -179,12 +185,15 @@ pub fn predict(
                 "timings_ms": {"decode": decode, "infer": infer, "total": millis(started)},
             });
             let ranked = found.iter().map(|d| (d.class as usize, d.score)).collect();
-            let (w, h) = (decoded.width(), decoded.height());
-            let boxes = found
-                .iter()
-                .map(|d| ObservedBox::new(d.class as usize, f64::from(d.score), d.bbox.width, d.bbox.height, w, h))
-                .collect();
-            Ok(Predicted { answer, ranked, boxes: Some(boxes), features })
+            let boxes = monitored.then(|| {
+                let watched = if settings == version_settings { found.clone() } else { candidates.finish(&version_settings) };
+                let (w, h) = (decoded.width(), decoded.height());
+                watched
+                    .iter()
+                    .map(|d| ObservedBox::new(d.class as usize, f64::from(d.score), d.bbox.width, d.bbox.height, w, h))
+                    .collect()
+            });
+            Ok(Predicted { answer, ranked, boxes, features })
         }
     }
 }

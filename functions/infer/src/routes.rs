@@ -25,6 +25,7 @@ use axum::{Json, Router};
 use base64::Engine;
 use cvops_core::monitoring::Observation;
 use cvops_core::registry::{self, VersionStatus};
+use cvops_core::task::Task;
 use cvops_core::validate::{inspect_header, ValidationLimits};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -212,6 +213,8 @@ async fn describe_model(State(state): State<AppState>, Path(name): Path<String>)
                 "task": v.task,
                 "score": v.score(),
                 "metric": v.task.metric(),
+                // Kept for clients written before detectors: the score, for a classifier.
+                "accuracy": v.score().filter(|_| v.task == Task::Classification),
                 "labels": if v.status == VersionStatus::Registered { json!(v.labels) } else { Value::Null },
                 "input": v.input,
                 "registered_at": v.registered_at,

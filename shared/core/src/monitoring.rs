@@ -293,7 +293,34 @@ pub fn hour_of(rfc3339: &str) -> String {
     rfc3339.chars().take(13).collect()
 }
 
-/// Writes one accumulated aggregate: the counters to a random shard, and the index entry.
+/// The most counters one atomic update carries: DynamoDB caps an update expression at 4 KB and a
+/// counter takes about 12 characters of it, while a busy detector's hour fills some 300 bins
+/// and a counter per class.
+pub const MAX_COUNTERS_PER_UPDATE: usize = 200;
+
+/// A flush that did not finish: the error, and the counters it did not write (to be written by
+/// a later flush; those it wrote are not in it, so nothing is counted twice).
+#[derive(Debug)]
+pub struct FlushError {
+    pub error: TableError,
+    pub unwritten: Aggregate,
+}
+
+impl Aggregate {
+    /// The aggregate these counters make.
+    fn from_deltas(deltas: &[(String, i64)]) -> Self {
+        let mut item = Item::new("", "");
+        for (name, delta) in deltas {
+            item = item.with(name, *delta);
+        }
+        let mut aggregate = Aggregate::default();
+        aggregate.add_item(&item);
+        aggregate
+    }
+}
+
+/// Writes one accumulated aggregate: the index entry, then the counters to a shard, in atomic
+/// updates of at most [`MAX_COUNTERS_PER_UPDATE`] counters each.
 pub async fn flush(
     table: &dyn Table,
     model: &str,
@@ -302,20 +329,28 @@ pub async fn flush(
     shard: u32,
     aggregate: &Aggregate,
     expires_at: i64,
-) -> Result<(), TableError> {
+) -> Result<(), FlushError> {
     if aggregate.is_empty() {
         return Ok(());
     }
-    // The index first: writing it twice is harmless, while the counters are written last and
-    // once, so a flush that fails can be retried without counting anything twice.
+    // The index first: writing it twice is harmless, while each group of counters is written
+    // once, so a flush that fails hands back exactly what it did not add.
     let index = Item::new(index_pk(model), index_sk(hour, version))
         .with("hour", hour)
         .with("model_version", version)
         .expiring_at(expires_at);
-    table.put(index).await?;
-    table
-        .add_all(&aggregate_pk(model, version, hour, shard % SHARDS), AGGREGATE_SK, &aggregate.to_deltas(), Some(expires_at))
-        .await
+    if let Err(error) = table.put(index).await {
+        return Err(FlushError { error, unwritten: aggregate.clone() });
+    }
+    let deltas = aggregate.to_deltas();
+    let pk = aggregate_pk(model, version, hour, shard % SHARDS);
+    for (i, group) in deltas.chunks(MAX_COUNTERS_PER_UPDATE).enumerate() {
+        if let Err(error) = table.add_all(&pk, AGGREGATE_SK, group, Some(expires_at)).await {
+            let rest = &deltas[i * MAX_COUNTERS_PER_UPDATE..];
+            return Err(FlushError { error, unwritten: Aggregate::from_deltas(rest) });
+        }
+    }
+    Ok(())
 }
 
 /// The versions of `model` that served traffic in the hours `from..=to` (`YYYY-MM-DDTHH`).
@@ -402,6 +437,27 @@ mod tests {
         assert_eq!(back.boxes.per_class, BTreeMap::from([(2, 1), (5, 1)]));
         assert_eq!(back.boxes.relative_size.bin(0.5), back.boxes.relative_size.counts.iter().rposition(|c| *c > 0).unwrap());
         assert!(back.classes.is_empty() && back.confidence.total() == 0, "a detector's boxes are not a classifier's classes");
+    }
+
+    #[test]
+    fn counters_beyond_one_update_are_split_and_a_failure_hands_back_only_the_unwritten() {
+        // More counters than one update carries: 700 classes, one prediction each.
+        let mut aggregate = Aggregate::default();
+        for class in 0..700 {
+            aggregate.observe(&Observation {
+                latency_ms: 1.0,
+                error: false,
+                prediction: Some((class, 0.9)),
+                boxes: None,
+                features: None,
+            });
+        }
+        let deltas = aggregate.to_deltas();
+        assert!(deltas.len() > 2 * MAX_COUNTERS_PER_UPDATE);
+        let rest = Aggregate::from_deltas(&deltas[MAX_COUNTERS_PER_UPDATE..]);
+        let mut whole = Aggregate::from_deltas(&deltas[..MAX_COUNTERS_PER_UPDATE]);
+        whole.merge(&rest);
+        assert_eq!(whole, aggregate, "the groups add up to the whole");
     }
 
     #[test]

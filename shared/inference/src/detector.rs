@@ -8,7 +8,7 @@
 use std::io::Cursor;
 
 use cvops_core::annotation::PixelBox;
-use cvops_core::preprocess::{preprocess_placed, InputSpec};
+use cvops_core::preprocess::{preprocess_placed, InputSpec, Placement};
 use cvops_core::task::{DetectionSettings, OutputLayout};
 use image::DynamicImage;
 use tract_onnx::prelude::*;
@@ -66,14 +66,6 @@ impl LoadedDetector {
         &self.spec
     }
 
-    pub fn classes(&self) -> usize {
-        self.classes
-    }
-
-    pub fn layout(&self) -> OutputLayout {
-        self.layout
-    }
-
     /// The candidates scoring at least `score_threshold`, in input pixels, before NMS.
     pub fn raw(&self, input: &[f32], score_threshold: f32) -> Result<Vec<RawDetection>, ModelError> {
         let run = |e: TractError| ModelError::Run(format!("{e:#}"));
@@ -99,19 +91,45 @@ impl LoadedDetector {
 
     /// The boxes in `image`'s pixels, best first: decoded, suppressed, mapped back, clipped.
     pub fn detect(&self, image: &DynamicImage, settings: &DetectionSettings) -> Result<Vec<Detected>, ModelError> {
+        Ok(self.candidates(image, settings.score_threshold)?.finish(settings))
+    }
+
+    /// One run of the model on `image`: the candidates scoring at least `score_threshold`, to be
+    /// finished at that threshold or any higher one (the endpoint answers a request at its own
+    /// and monitors at the version's, from one run).
+    pub fn candidates(&self, image: &DynamicImage, score_threshold: f32) -> Result<Candidates, ModelError> {
         let (input, placement) = preprocess_placed(image, &self.spec);
-        let raw = self.raw(&input, settings.score_threshold)?;
-        let kept = nms(raw, f64::from(settings.iou_threshold), settings.max_detections as usize);
-        let (w, h) = (f64::from(image.width()), f64::from(image.height()));
-        Ok(kept
-            .into_iter()
-            .map(|d| {
-                let b = placement.to_original(d.bbox);
+        let raw = self.raw(&input, score_threshold)?;
+        Ok(Candidates { raw, placement, width: f64::from(image.width()), height: f64::from(image.height()) })
+    }
+}
+
+/// A detector's candidates for one image, before NMS.
+#[derive(Debug, Clone)]
+pub struct Candidates {
+    raw: Vec<RawDetection>,
+    placement: Placement,
+    width: f64,
+    height: f64,
+}
+
+impl Candidates {
+    /// Those at or over the settings' score threshold, suppressed, mapped back to the image and
+    /// clipped to it; a box that clipping leaves empty (it lay in the letterbox's padding) is
+    /// dropped.
+    pub fn finish(&self, settings: &DetectionSettings) -> Vec<Detected> {
+        let kept: Vec<RawDetection> = self.raw.iter().filter(|d| d.score >= settings.score_threshold).copied().collect();
+        let kept = nms(kept, f64::from(settings.iou_threshold), settings.max_detections as usize);
+        let (w, h) = (self.width, self.height);
+        kept.into_iter()
+            .filter_map(|d| {
+                let b = self.placement.to_original(d.bbox);
                 let (x1, y1) = (b.x.clamp(0.0, w), b.y.clamp(0.0, h));
                 let (x2, y2) = ((b.x + b.width).clamp(0.0, w), (b.y + b.height).clamp(0.0, h));
-                Detected { class: d.class, score: d.score, bbox: PixelBox { x: x1, y: y1, width: x2 - x1, height: y2 - y1 } }
+                let bbox = PixelBox { x: x1, y: y1, width: x2 - x1, height: y2 - y1 };
+                (bbox.width > 0.0 && bbox.height > 0.0).then_some(Detected { class: d.class, score: d.score, bbox })
             })
-            .collect())
+            .collect()
     }
 }
 
@@ -122,54 +140,47 @@ struct BoxesScoresLabels {
     labels: Vec<i64>,
 }
 
-/// The three outputs of the boxes/scores/labels layout, found by shape and type: boxes end in 4,
-/// labels are integers (or whole floats), scores are the other one.
+/// The three outputs of the boxes/scores/labels layout, found by shape and type: the boxes are
+/// four values per box (a shape ending in 4), the scores and the labels one value per box, and
+/// the labels are the integer one (or, when all three are floats, the one holding only whole
+/// numbers). Every assignment of the three is tried, so the graph's output order does not
+/// matter, and a shape that fits two ways (4 boxes: scores of `[1, 4]`) is told apart by the
+/// boxes' count.
 fn boxes_scores_labels(outputs: &[TValue]) -> Result<BoxesScoresLabels, String> {
-    if outputs.len() != 3 {
+    let [a, b, c] = outputs else {
         return Err(format!("the boxes/scores/labels layout has three outputs; this model has {}", outputs.len()));
-    }
-    let squeeze = |shape: &[usize]| shape.iter().copied().skip_while(|d| *d == 1).collect::<Vec<_>>();
-    let is_boxes = |t: &TValue| {
-        let s = t.shape();
-        s.last() == Some(&4) && s.len() >= 2 && s[..s.len() - 2].iter().all(|d| *d == 1)
     };
-    let Some(b) = outputs.iter().position(is_boxes) else {
-        return Err(format!(
-            "no output is [N, 4] boxes; the shapes are {:?}",
-            outputs.iter().map(|t| t.shape()).collect::<Vec<_>>()
-        ));
-    };
-    let others: Vec<usize> = (0..3).filter(|i| *i != b).collect();
+    let shapes = || outputs.iter().map(|t| t.shape().to_vec()).collect::<Vec<_>>();
     let is_int = |t: &TValue| t.datum_type().is_integer();
-    let (s, l) = match (is_int(&outputs[others[0]]), is_int(&outputs[others[1]])) {
-        (false, true) => (others[0], others[1]),
-        (true, false) => (others[1], others[0]),
-        // Both float (labels exported as floats): the one holding only whole numbers is labels.
-        _ => {
-            let whole = |t: &TValue| t.to_array_view::<f32>().map(|v| v.iter().all(|x| x.fract() == 0.0)).unwrap_or(false);
-            if whole(&outputs[others[1]]) {
-                (others[0], others[1])
-            } else {
-                (others[1], others[0])
-            }
-        }
+    let whole = |t: &TValue| {
+        t.cast_to::<f32>().map(|v| v.as_slice::<f32>().is_ok_and(|v| v.iter().all(|x| x.fract() == 0.0))).unwrap_or(false)
     };
-    let n = outputs[b].shape()[outputs[b].shape().len() - 2];
-    for i in [s, l] {
-        let shape = squeeze(outputs[i].shape());
-        if !(shape == [n] || (n == 1 && shape.is_empty()) || (n == 0 && shape == [0])) {
-            return Err(format!("{} boxes but an output of shape {:?} beside them", n, outputs[i].shape()));
-        }
-    }
+    let fits = |boxes: &TValue, scores: &TValue, labels: &TValue| {
+        let n = scores.len();
+        boxes.shape().last() == Some(&4)
+            && boxes.len() == 4 * n
+            && labels.len() == n
+            && !is_int(boxes)
+            && !is_int(scores)
+            && (is_int(labels) || whole(labels))
+    };
+    let orders = [(a, b, c), (a, c, b), (b, a, c), (b, c, a), (c, a, b), (c, b, a)];
+    let mut fitting = orders.iter().filter(|(boxes, scores, labels)| fits(boxes, scores, labels));
+    // An integer labels output settles it; between floats, prefer the assignment whose labels
+    // are integers by type, then the first.
+    let (boxes, scores, labels) = match fitting.clone().find(|(_, _, labels)| is_int(labels)).or_else(|| fitting.next()) {
+        Some(order) => *order,
+        None => return Err(format!("no output is [N, 4] boxes beside [N] scores and [N] labels; the shapes are {:?}", shapes())),
+    };
     let floats = |t: &TValue| -> Result<Vec<f32>, String> {
         let cast = t.cast_to::<f32>().map_err(|e| format!("{e:#}"))?;
         Ok(cast.as_slice::<f32>().map_err(|e| format!("{e:#}"))?.to_vec())
     };
     let labels: Vec<i64> = {
-        let cast = outputs[l].cast_to::<i64>().map_err(|e| format!("{e:#}"))?;
+        let cast = labels.cast_to::<i64>().map_err(|e| format!("{e:#}"))?;
         cast.as_slice::<i64>().map_err(|e| format!("{e:#}"))?.to_vec()
     };
-    Ok(BoxesScoresLabels { boxes: floats(&outputs[b])?, scores: floats(&outputs[s])?, labels })
+    Ok(BoxesScoresLabels { boxes: floats(boxes)?, scores: floats(scores)?, labels })
 }
 
 /// A detector's layout, read off its graph's outputs: one is a YOLO export, three are

@@ -69,14 +69,6 @@ impl Runner {
             Task::Detection => Ok(Runner::Detector(LoadedDetector::load(onnx, input, classes, layout)?)),
         }
     }
-
-    /// Which runner answers: `direct` or `tract`.
-    pub fn runner(&self) -> &'static str {
-        match self {
-            Runner::Classifier(model) => model.runner(),
-            Runner::Detector(_) => "tract",
-        }
-    }
 }
 
 /// A model ready to run one image at a time.

@@ -77,6 +77,7 @@ fn version_summary(version: &ModelVersion, promoted: bool) -> serde_json::Value 
         "task": version.task,
         "metric": version.task.metric(),
         "score": version.score(),
+        "accuracy": version.score().filter(|_| version.task == cvops_core::task::Task::Classification),
         "promoted": promoted,
         "reason_code": version.reason_code,
         "gate_code": version.gate.as_ref().and_then(|g| g.code.clone()),

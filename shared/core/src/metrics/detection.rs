@@ -89,11 +89,6 @@ impl DetectionEvaluation {
         e.served = Some(ServedPrecision { score_threshold, precision, recall });
         e
     }
-
-    /// A class's name, or `class <i>`.
-    pub fn label(&self, class: u32) -> String {
-        self.labels.get(class as usize).cloned().unwrap_or_else(|| format!("class {class}"))
-    }
 }
 
 /// The IoU thresholds as numpy's `linspace(.5, .95, 10)` makes them.
