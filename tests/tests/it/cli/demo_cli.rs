@@ -157,6 +157,11 @@ fn the_demo_uploads_both_sample_sets_and_prints_the_health_summary() {
     assert_eq!((version["task"].as_str(), version["metric"].as_str()), (Some("detection"), Some("map50")), "{version}");
     assert_eq!(version["detection"]["images"].as_u64(), Some(80), "{version}");
     assert_eq!(version["input"]["resize"], "letterbox", "{version}");
+    let gate = cvops(&data).args(["gate", "yolo", "--json"]).output().unwrap();
+    let gate: serde_json::Value = serde_json::from_slice(&gate.stdout).unwrap();
+    assert_eq!((gate["metric"].as_str(), gate["floor"].as_f64()), (Some("map50"), Some(0.5)), "a detector's own floor: {gate}");
+    let nothing_yet = cvops(&data).args(["gate", "unborn", "--min-test-images", "5"]).output().unwrap();
+    assert_eq!(nothing_yet.status.code(), Some(2), "a model without versions needs --floor too");
 
     // `cvops predict`: the endpoint's answers without a server. On the digits' test images, the
     // accuracy register-model measured; on the detector, Ultralytics' boxes.
