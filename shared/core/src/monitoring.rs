@@ -330,7 +330,10 @@ pub async fn flush(
     aggregate: &Aggregate,
     expires_at: i64,
 ) -> Result<(), FlushError> {
-    if aggregate.is_empty() {
+    // Not `is_empty`: what a failed flush hands back may hold no `requests` (written already)
+    // and still have counters to write.
+    let deltas = aggregate.to_deltas();
+    if deltas.is_empty() {
         return Ok(());
     }
     // The index first: writing it twice is harmless, while each group of counters is written
@@ -342,7 +345,6 @@ pub async fn flush(
     if let Err(error) = table.put(index).await {
         return Err(FlushError { error, unwritten: aggregate.clone() });
     }
-    let deltas = aggregate.to_deltas();
     let pk = aggregate_pk(model, version, hour, shard % SHARDS);
     for (i, group) in deltas.chunks(MAX_COUNTERS_PER_UPDATE).enumerate() {
         if let Err(error) = table.add_all(&pk, AGGREGATE_SK, group, Some(expires_at)).await {

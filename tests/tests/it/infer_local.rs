@@ -427,3 +427,39 @@ async fn images_over_the_endpoints_own_limits_are_413_from_their_header() {
         assert!(message.contains(words) && !message.contains("CVOPS_MAX_DECODED_BYTES"), "{message}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flush_that_fails_part_way_counts_everything_once() {
+    use cvops_core::monitoring::{self, Aggregate, Observation, MAX_COUNTERS_PER_UPDATE};
+    use cvops_tests::faults::{FaultPlan, FaultyTable};
+
+    let stack = TempPlatform::new();
+    let plan = FaultPlan::new();
+    let ports = cvops_core::ports::Ports {
+        table: Arc::new(FaultyTable { inner: stack.table.clone(), plan: plan.clone() }),
+        ..stack.ports.clone()
+    };
+    let feed = cvops_infer::Feed::new(&ports, None, 10);
+    // An hour of a model with 700 classes: more counters than one update carries.
+    let mut expected = Aggregate::default();
+    for class in 0..700 {
+        let observation =
+            Observation { latency_ms: 1.0, error: false, prediction: Some((class, 0.9)), boxes: None, features: None };
+        feed.record("many", 1, &observation);
+        expected.observe(&observation);
+    }
+    assert!(expected.to_deltas().len() > 2 * MAX_COUNTERS_PER_UPDATE);
+    // The index entry, the first group of counters, then the second group fails.
+    plan.fail_call(3);
+    assert!(feed.flush().await.is_err());
+    feed.flush().await.unwrap();
+    let table = stack.table.as_ref();
+    let hours: Vec<String> = cvops_core::ports::TableExt::query_all(table, &monitoring::index_pk("many"), "")
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|item| item.str_attr("hour").map(str::to_owned))
+        .collect();
+    let window = monitoring::read_window(table, "many", 1, &hours).await.unwrap();
+    assert_eq!(window, expected, "what the failed flush wrote is not written again, and what it did not is");
+}
