@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context};
 use cvops_core::key::DatasetName;
+use cvops_core::metrics::detection::DetectionEvaluation;
 use cvops_core::preprocess::{InputSpec, ResizeMode};
 use cvops_core::task::{OutputLayout, Task};
 use cvops_platform::import::{import_model, ImportRequest};
@@ -140,6 +141,9 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         Outcome::Registered { version, .. } => {
             if !args.json {
                 print_version(&version);
+                if let Some(detection) = &version.detection {
+                    print_detection(detection);
+                }
             }
             ExitCode::SUCCESS
         }
@@ -163,4 +167,22 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         }
         Outcome::Ignored { why, .. } => bail!("register-model ignored the import: {why}"),
     })
+}
+
+/// A detector's evaluation as COCO prints it: the three means, AP per class, and what the served
+/// threshold keeps.
+fn print_detection(e: &DetectionEvaluation) {
+    println!("mAP@0.5:0.95 {:.3}  mAP@0.5 {:.3}  mAP@0.75 {:.3}  on {} test images", e.map, e.map50, e.map75, e.images);
+    if let Some(served) = &e.served {
+        println!(
+            "at the served score threshold {:.2}: precision {:.3}, recall {:.3} (IoU 0.5)",
+            served.score_threshold, served.precision, served.recall
+        );
+    }
+    let width = e.labels.iter().map(String::len).max().unwrap_or(5).max(5);
+    println!("{:>width$} {:>8} {:>13} {:>6}", "class", "AP@0.5", "AP@0.5:0.95", "boxes");
+    for (class, ap) in &e.per_class {
+        let name = e.labels.get(*class as usize).map_or_else(|| class.to_string(), String::clone);
+        println!("{name:>width$} {:>8.3} {:>13.3} {:>6}", ap.ap50, ap.ap, ap.support);
+    }
 }

@@ -152,6 +152,8 @@ fn the_demo_uploads_both_sample_sets_and_prints_the_health_summary() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("yolo v1: test mAP@0.5 ") && text.contains("below_floor"), "{text}");
+    assert!(text.contains("mAP@0.5:0.95") && text.contains("at the served score threshold 0.25"), "{text}");
+    assert_eq!(text.lines().filter(|l| l.trim_start().starts_with(char::is_numeric)).count(), 10, "AP per class: {text}");
     let listed = cvops(&data).args(["models", "yolo", "--json"]).output().unwrap();
     let version: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!((version["task"].as_str(), version["metric"].as_str()), (Some("detection"), Some("map50")), "{version}");
