@@ -13,24 +13,16 @@ Prints Markdown rows: the per-image median of the whole request and of the model
 for both, with the ratio, and how many images got the same number of boxes from both (the letterbox's resampling differs, Pillow's bilinear against
 the image crate's triangle filter, so a box near a threshold may differ).
 """
-import argparse, datetime, json, pathlib, platform, subprocess, time
+import argparse, datetime, json, pathlib, subprocess, time
 
 import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
+from infer_latency import machine  # this folder's: the CPU, its cores, the OS
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 OURS = ROOT / "target" / "release" / "examples" / "detect_latency"
-
-
-def machine():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()}, {len(__import__('os').sched_getaffinity(0))} cores, {platform.system()} {platform.release()}"
-    except OSError:
-        pass
-    return platform.platform()
 
 
 def letterbox(image, size):

@@ -218,11 +218,12 @@ impl Register {
             None => Err(refuse("malformed_card", format!("the card is over the {MAX_CARD_BYTES} byte limit"))),
             Some(bytes) => self.verify(bucket, &model, bytes).await?,
         };
-        // A refused card still says what it was, when it can be read.
-        let refused_task = card_bytes.as_deref().and_then(|b| ModelCard::parse(b).ok()).map(|c| c.task).unwrap_or_default();
         let version = registry::claim_version(self.table.as_ref(), &model, &run_id, point).await?;
         match verified {
             Err(refusal) => {
+                // A refused card still says what it was, when it can be read.
+                let refused_task =
+                    card_bytes.as_deref().and_then(|b| ModelCard::parse(b).ok()).map_or_else(Task::default, |c| c.task);
                 warn!(%model, version, code = refusal.code, reason = %refusal.reason, "model rejected; production untouched");
                 let record = ModelVersion {
                     model,

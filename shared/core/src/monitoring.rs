@@ -269,6 +269,17 @@ impl Aggregate {
         }
     }
 
+    /// The aggregate these counters make (what [`Self::to_deltas`] gave, or part of it).
+    fn from_deltas(deltas: &[(String, i64)]) -> Self {
+        let mut item = Item::new("", "");
+        for (name, delta) in deltas {
+            item = item.with(name, *delta);
+        }
+        let mut aggregate = Aggregate::default();
+        aggregate.add_item(&item);
+        aggregate
+    }
+
     pub fn merge(&mut self, other: &Aggregate) {
         self.requests += other.requests;
         self.errors += other.errors;
@@ -304,19 +315,6 @@ pub const MAX_COUNTERS_PER_UPDATE: usize = 200;
 pub struct FlushError {
     pub error: TableError,
     pub unwritten: Aggregate,
-}
-
-impl Aggregate {
-    /// The aggregate these counters make.
-    fn from_deltas(deltas: &[(String, i64)]) -> Self {
-        let mut item = Item::new("", "");
-        for (name, delta) in deltas {
-            item = item.with(name, *delta);
-        }
-        let mut aggregate = Aggregate::default();
-        aggregate.add_item(&item);
-        aggregate
-    }
 }
 
 /// Writes one accumulated aggregate: the index entry, then the counters to a shard, in atomic
@@ -404,12 +402,7 @@ mod tests {
         aggregate.observe(&observation(0.4, 3, 0.99, 30.0));
         aggregate.observe(&observation(12.0, 7, 0.31, 200.0));
         aggregate.observe(&Observation { latency_ms: 0.2, error: true, prediction: None, boxes: None, features: None });
-        let mut item = Item::new("pk", "AGG");
-        for (name, delta) in aggregate.to_deltas() {
-            item = item.with(&name, delta);
-        }
-        let mut back = Aggregate::default();
-        back.add_item(&item);
+        let back = Aggregate::from_deltas(&aggregate.to_deltas());
         assert_eq!(back, aggregate);
         assert_eq!((back.requests, back.errors, back.low_confidence), (3, 1, 1));
         assert_eq!(back.classes, BTreeMap::from([(3, 1), (7, 1)]));
@@ -428,12 +421,7 @@ mod tests {
         };
         aggregate.observe(&detected(boxes));
         aggregate.observe(&detected(Vec::new()));
-        let mut item = Item::new("pk", "AGG");
-        for (name, delta) in aggregate.to_deltas() {
-            item = item.with(&name, delta);
-        }
-        let mut back = Aggregate::default();
-        back.add_item(&item);
+        let back = Aggregate::from_deltas(&aggregate.to_deltas());
         assert_eq!(back, aggregate);
         assert_eq!((back.boxes.images(), back.low_confidence), (2, 1));
         assert_eq!(back.boxes.per_class, BTreeMap::from([(2, 1), (5, 1)]));

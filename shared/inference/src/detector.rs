@@ -14,9 +14,7 @@ use image::DynamicImage;
 use tract_onnx::prelude::*;
 
 use crate::detect::{decode_boxes_scores_labels, decode_yolo, nms, RawDetection};
-use crate::ModelError;
-
-type Plan = TypedRunnableModel<TypedModel>;
+use crate::{optimised_plan, ModelError, Plan};
 
 /// A detected box in the original image's pixels.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -39,23 +37,10 @@ impl LoadedDetector {
     /// Parses, pins the input to `[1, C, H, W]`, optimises, and checks on a probe input that the
     /// outputs are what `layout` says for `classes` classes (`shape_mismatch` if not).
     pub fn load(onnx: &[u8], spec: &InputSpec, classes: usize, layout: OutputLayout) -> Result<Self, ModelError> {
-        spec.check().map_err(ModelError::Unloadable)?;
         if layout == OutputLayout::Logits {
             return Err(ModelError::Unloadable("a detector's output layout is yolo or boxes_scores_labels, not logits".into()));
         }
-        let unloadable = |e: TractError| ModelError::Unloadable(format!("{e:#}"));
-        let plan = std::panic::catch_unwind(|| -> Result<Plan, ModelError> {
-            tract_onnx::onnx()
-                .model_for_read(&mut Cursor::new(onnx))
-                .map_err(unloadable)?
-                .with_input_fact(0, f32::fact(spec.shape(1)).into())
-                .map_err(unloadable)?
-                .into_optimized()
-                .map_err(unloadable)?
-                .into_runnable()
-                .map_err(unloadable)
-        })
-        .map_err(|_| ModelError::Unloadable("the ONNX parser panicked on these bytes".into()))??;
+        let plan = optimised_plan(onnx, spec)?;
         let detector = Self { plan, spec: spec.clone(), classes, layout };
         // Nothing passes a threshold above 1; the decode still checks every shape.
         detector.raw(&vec![0.0; spec.len()], 2.0)?;
@@ -100,7 +85,7 @@ impl LoadedDetector {
     pub fn candidates(&self, image: &DynamicImage, score_threshold: f32) -> Result<Candidates, ModelError> {
         let (input, placement) = preprocess_placed(image, &self.spec);
         let raw = self.raw(&input, score_threshold)?;
-        Ok(Candidates { raw, placement, width: f64::from(image.width()), height: f64::from(image.height()) })
+        Ok(Candidates::new(raw, placement, image.width(), image.height()))
     }
 }
 
@@ -114,6 +99,12 @@ pub struct Candidates {
 }
 
 impl Candidates {
+    /// Candidates decoded elsewhere (`crate::detect`) for an image of `width` x `height` pixels
+    /// that landed in the input at `placement`.
+    pub fn new(raw: Vec<RawDetection>, placement: Placement, width: u32, height: u32) -> Self {
+        Self { raw, placement, width: f64::from(width), height: f64::from(height) }
+    }
+
     /// Those at or over the settings' score threshold, suppressed, mapped back to the image and
     /// clipped to it; a box that clipping leaves empty (it lay in the letterbox's padding) is
     /// dropped.

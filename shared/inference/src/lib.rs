@@ -52,7 +52,27 @@ impl ModelError {
     }
 }
 
-type Plan = TypedRunnableModel<TypedModel>;
+pub(crate) type Plan = TypedRunnableModel<TypedModel>;
+
+/// Parses `onnx`, pins its first input to the spec's `[1, C, H, W]` (the graph's batch dimension
+/// is symbolic), optimises it and makes it runnable: every model, of either task, loads here. A
+/// parser panic on hostile bytes is an `unloadable_model`, not a crash.
+pub(crate) fn optimised_plan(onnx: &[u8], spec: &InputSpec) -> Result<Plan, ModelError> {
+    spec.check().map_err(ModelError::Unloadable)?;
+    let unloadable = |e: TractError| ModelError::Unloadable(format!("{e:#}"));
+    std::panic::catch_unwind(|| -> Result<Plan, ModelError> {
+        tract_onnx::onnx()
+            .model_for_read(&mut Cursor::new(onnx))
+            .map_err(unloadable)?
+            .with_input_fact(0, f32::fact(spec.shape(1)).into())
+            .map_err(unloadable)?
+            .into_optimized()
+            .map_err(unloadable)?
+            .into_runnable()
+            .map_err(unloadable)
+    })
+    .map_err(|_| ModelError::Unloadable("the ONNX parser panicked on these bytes".into()))?
+}
 
 /// A loaded model of either task, as its card (or registered version) describes it.
 #[derive(Debug, Clone)]
@@ -108,21 +128,7 @@ impl LoadedModel {
 
     /// The same, always on tract (the benchmarks compare the two runners in one run).
     pub fn load_tract_only(onnx: &[u8], spec: &InputSpec, classes: usize) -> Result<Self, ModelError> {
-        spec.check().map_err(ModelError::Unloadable)?;
-        let unloadable = |e: TractError| ModelError::Unloadable(format!("{e:#}"));
-        let plan = std::panic::catch_unwind(|| -> Result<Plan, ModelError> {
-            let shape = spec.shape(1);
-            tract_onnx::onnx()
-                .model_for_read(&mut Cursor::new(onnx))
-                .map_err(unloadable)?
-                .with_input_fact(0, f32::fact(shape).into())
-                .map_err(unloadable)?
-                .into_optimized()
-                .map_err(unloadable)?
-                .into_runnable()
-                .map_err(unloadable)
-        })
-        .map_err(|_| ModelError::Unloadable("the ONNX parser panicked on these bytes".into()))??;
+        let plan = optimised_plan(onnx, spec)?;
         let model = Self { plan, direct: None, spec: spec.clone(), classes };
         let probe = model.logits(&vec![0.0; spec.len()])?;
         if probe.len() != classes {

@@ -17,8 +17,8 @@ use cvops_core::registry::VersionStatus;
 use cvops_core::task::DetectionSettings;
 use cvops_core::task::{Metric, OutputLayout, Task};
 use cvops_infer::{InferConfig, Models};
-use cvops_inference::detect::{decode_yolo, nms};
-use cvops_inference::detector::{layout_of, LoadedDetector};
+use cvops_inference::detect::decode_yolo;
+use cvops_inference::detector::{layout_of, Candidates, Detected, LoadedDetector};
 use cvops_monitor::{Monitor, MonitorConfig};
 use cvops_platform::import::{import_model, ImportRequest};
 use cvops_platform::upload::{upload_dir_as, DatasetFormat};
@@ -62,6 +62,12 @@ fn reference_boxes(case: &Value) -> Vec<[f64; 6]> {
         .collect()
 }
 
+/// A detected box as (x1, y1, x2, y2, score, class), as Ultralytics and torchvision write them.
+fn corners(d: &Detected) -> [f64; 6] {
+    let b = d.bbox;
+    [b.x, b.y, b.x + b.width, b.y + b.height, f64::from(d.score), f64::from(d.class)]
+}
+
 /// Same boxes in the same order: classes equal, scores and corners within the tolerances.
 fn assert_same_boxes(ours: &[[f64; 6]], theirs: &[[f64; 6]], pixels: f64, score: f64, what: &str) {
     assert_eq!(ours.len(), theirs.len(), "{what}: {} boxes, Ultralytics {}", ours.len(), theirs.len());
@@ -85,16 +91,9 @@ fn ultralytics_postprocessing_is_reproduced_from_the_same_raw_output() {
         let (w, h) = (case["width"].as_u64().unwrap() as u32, case["height"].as_u64().unwrap() as u32);
         // Where an image of this size lands in the input: the letterbox's scale and padding.
         let (_, placement) = preprocess_placed(&image::DynamicImage::new_rgb8(w, h), &input());
-        let kept = nms(decode_yolo(&raw, &shape, 10, 0.25).unwrap(), 0.7, 300);
-        let ours: Vec<[f64; 6]> = kept
-            .iter()
-            .map(|d| {
-                let b = placement.to_original(d.bbox);
-                let (x1, y1) = (b.x.clamp(0.0, f64::from(w)), b.y.clamp(0.0, f64::from(h)));
-                let (x2, y2) = ((b.x + b.width).clamp(0.0, f64::from(w)), (b.y + b.height).clamp(0.0, f64::from(h)));
-                [x1, y1, x2, y2, f64::from(d.score), f64::from(d.class)]
-            })
-            .collect();
+        // The endpoint's own path from candidates on: threshold, NMS, mapping back, clipping.
+        let candidates = Candidates::new(decode_yolo(&raw, &shape, 10, 0.25).unwrap(), placement, w, h);
+        let ours: Vec<[f64; 6]> = candidates.finish(&DetectionSettings::default()).iter().map(corners).collect();
         assert!(ours.len() > 20, "{name}: the fixture must give NMS work: {} boxes", ours.len());
         assert_same_boxes(&ours, &reference_boxes(case), 1e-3, 1e-6, name);
     }
@@ -111,15 +110,7 @@ fn a_boxes_scores_labels_graph_gives_torchvisions_boxes() {
     let detector = LoadedDetector::load(&model, &input(), 10, OutputLayout::BoxesScoresLabels).unwrap();
     for case in bsl["cases"].as_array().unwrap() {
         let image = image::open(fixture().join(case["image"].as_str().unwrap())).unwrap();
-        let ours: Vec<[f64; 6]> = detector
-            .detect(&image, &DetectionSettings::default())
-            .unwrap()
-            .iter()
-            .map(|d| {
-                let b = d.bbox;
-                [b.x, b.y, b.x + b.width, b.y + b.height, f64::from(d.score), f64::from(d.class)]
-            })
-            .collect();
+        let ours: Vec<[f64; 6]> = detector.detect(&image, &DetectionSettings::default()).unwrap().iter().map(corners).collect();
         assert!(ours.len() > 10, "{} boxes", ours.len());
         assert_same_boxes(&ours, &reference_boxes(case), 1e-2, 1e-4, "boxes/scores/labels");
     }

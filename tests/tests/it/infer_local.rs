@@ -235,12 +235,7 @@ async fn every_request_feeds_its_versions_hourly_aggregate_and_low_confidence_in
 
     let table = stack.table.as_ref();
     assert_eq!(monitoring::versions_served(table, "digits", "", "9").await.unwrap(), vec![1], "the index names v1");
-    let hours: Vec<String> = cvops_core::ports::TableExt::query_all(table, &monitoring::index_pk("digits"), "")
-        .await
-        .unwrap()
-        .iter()
-        .filter_map(|item| item.str_attr("hour").map(str::to_owned))
-        .collect();
+    let hours = hours_served(table, "digits").await;
     let window = monitoring::read_window(table, "digits", 1, &hours).await.unwrap();
     let n = images.len() as u64;
     assert_eq!((window.requests, window.errors), (n + 3, 3), "every request to v1 counts, failures as errors");
@@ -454,12 +449,16 @@ async fn a_flush_that_fails_part_way_counts_everything_once() {
     assert!(feed.flush().await.is_err());
     feed.flush().await.unwrap();
     let table = stack.table.as_ref();
-    let hours: Vec<String> = cvops_core::ports::TableExt::query_all(table, &monitoring::index_pk("many"), "")
+    let window = monitoring::read_window(table, "many", 1, &hours_served(table, "many").await).await.unwrap();
+    assert_eq!(window, expected, "what the failed flush wrote is not written again, and what it did not is");
+}
+
+/// The hours in which `model` served traffic, from the monitoring index.
+async fn hours_served(table: &dyn cvops_core::ports::Table, model: &str) -> Vec<String> {
+    cvops_core::ports::TableExt::query_all(table, &cvops_core::monitoring::index_pk(model), "")
         .await
         .unwrap()
         .iter()
         .filter_map(|item| item.str_attr("hour").map(str::to_owned))
-        .collect();
-    let window = monitoring::read_window(table, "many", 1, &hours).await.unwrap();
-    assert_eq!(window, expected, "what the failed flush wrote is not written again, and what it did not is");
+        .collect()
 }
