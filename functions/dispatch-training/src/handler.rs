@@ -22,14 +22,10 @@ use tracing::{info, instrument, warn};
 pub use crate::config::DispatchConfig;
 use crate::request::{RequestError, TrainingRequest};
 
-/// The trainer learns classes: a snapshot of boxes is refused before any run or job exists.
 /// A model needs train images to learn from and val images to pick its epoch: a snapshot without
 /// either is refused before any run or job exists. (Without test images a version is registered
 /// but not evaluated, so it never promotes by itself: that is the gate's to say.)
 fn require_training_splits(snap: &snapshot::Snapshot) -> Result<(), RequestError> {
-    if snap.is_detection() {
-        return Err(RequestError::UnsupportedTask { dataset: snap.dataset.clone(), task: "detection" });
-    }
     for split in [Split::Train, Split::Val] {
         if snap.samples_in(split) == 0 {
             let counts = Split::ALL.iter().map(|s| format!("{s} {}", snap.samples_in(*s))).collect::<Vec<_>>().join(", ");

@@ -67,11 +67,6 @@ pub enum RequestError {
          split by its content hash (80/10/10)"
     )]
     MissingSplit { dataset: String, split: &'static str, counts: String },
-    #[error(
-        "unsupported_task: dataset {dataset:?} holds boxes ({task}), and the trainer learns classes from \
-         datasets/<dataset>/<split>/<label>/<file>; `cvops health --dataset {dataset}` shows its boxes"
-    )]
-    UnsupportedTask { dataset: String, task: &'static str },
     #[error("no_class_names: dataset {0:?} has label files but no data.yaml; upload one with `names: [a, b, ...]` to datasets/{0}/data.yaml")]
     NoClassNames(String),
 }
@@ -86,7 +81,6 @@ impl RequestError {
             RequestError::EmptyDataset(_) => "empty_dataset",
             RequestError::UnknownSnapshot { .. } => "unknown_snapshot",
             RequestError::MissingSplit { .. } => "missing_split",
-            RequestError::UnsupportedTask { .. } => "unsupported_task",
             RequestError::NoClassNames(_) => "no_class_names",
         }
     }

@@ -154,24 +154,6 @@ impl Monitor {
             }
             format!("{} v{} drifted: {}", serving.model, serving.model_version, what.join("; "))
         });
-        if snapshot.is_detection() {
-            // The trainer learns classifiers only: a request would be refused (`unsupported_task`),
-            // so none is sent, and the report says what to do instead.
-            let detail = format!(
-                "{}; cvops does not train detectors yet: retrain it where it was trained and bring it in with `cvops models import`",
-                drift.as_deref().unwrap_or("no drift")
-            );
-            let trigger = drift.is_some().then(|| "drift".to_owned());
-            return Ok(retrain::RetrainDecision {
-                model: serving.model.clone(),
-                dataset: serving.dataset.clone(),
-                trigger,
-                detail,
-                requested: false,
-                suppressed_until: None,
-                request_id: None,
-            });
-        }
         let arrivals = accepted_arrivals(self.table.as_ref(), &serving.dataset).await?;
         let new_images = arrivals.saturating_sub(snapshot.arrivals.unwrap_or(snapshot.samples));
         let rule = retrain::rule_for(self.table.as_ref(), &serving.model, self.config.default_rule).await?;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 pub use cvops_core::config::ConfigError;
 use cvops_core::config::{self, Vars};
+use cvops_core::task::Task;
 
 /// Everything the job needs to know, from `CVOPS_*` and `AWS_BATCH_JOB_ARRAY_INDEX`.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +28,17 @@ pub struct TrainerConfig {
 }
 
 impl TrainerConfig {
+    /// The point's hyperparameters over the task's defaults (a detection snapshot trains the
+    /// reference detector, whose defaults differ).
+    pub fn hyperparameters_for(&self, task: Task) -> Hyperparameters {
+        match task {
+            Task::Classification => self.hyperparameters.clone(),
+            // The values were checked when the config was read.
+            Task::Detection => Hyperparameters::from_values_over(Hyperparameters::detection(), &self.hyperparameter_values)
+                .unwrap_or_else(|_| Hyperparameters::detection()),
+        }
+    }
+
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_vars(&Vars::env())
     }
@@ -71,8 +83,12 @@ impl TrainerConfig {
     }
 }
 
+/// The reference detector's default epochs.
+pub const DETECTION_EPOCHS: u32 = 30;
+
 /// The trainer's knobs. Names and ranges are dispatch-training's `HYPERPARAMETERS`; requests are
-/// checked there, so values here are already in range.
+/// checked there, so values here are already in range. The defaults depend on the task
+/// ([`TrainerConfig::hyperparameters_for`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hyperparameters {
     pub epochs: u32,
@@ -110,8 +126,28 @@ impl Default for Hyperparameters {
 }
 
 impl Hyperparameters {
+    /// The reference detector's defaults, where they differ from the classifier's: more epochs
+    /// (a detection set has fewer images, and every cell is a sample), a lower rate for the focal
+    /// loss, and more patience, as val mAP moves in steps on a small val split.
+    pub fn detection() -> Self {
+        Self {
+            epochs: DETECTION_EPOCHS,
+            batch_size: 32,
+            learning_rate: 4e-3,
+            weight_decay: 5e-4,
+            patience: 12,
+            ..Self::default()
+        }
+    }
+
+    /// The classifier's defaults with `values` over them.
     pub fn from_values(values: &BTreeMap<String, f64>) -> Result<Self, String> {
-        let mut h = Self::default();
+        Self::from_values_over(Self::default(), values)
+    }
+
+    /// `base` with `values` over it.
+    pub fn from_values_over(base: Self, values: &BTreeMap<String, f64>) -> Result<Self, String> {
+        let mut h = base;
         for (name, &value) in values {
             if !value.is_finite() || value < 0.0 {
                 return Err(format!("{name} = {value} must be a finite, non-negative number"));

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use cvops_core::annotation::BoundingBox;
 use cvops_core::key::Split;
 use cvops_core::ports::{ObjectStore, ObjectStoreError};
 use cvops_core::preprocess::planes;
@@ -38,11 +39,14 @@ const KIB: u64 = 1024;
 /// Images decoded to decide the input size and channels when the request does not say.
 const PROBE: usize = 64;
 
-/// One split's images as CHW bytes, and their label indices.
+/// One split's images as CHW bytes, and their label indices (a classification snapshot's) or
+/// their boxes (a detection snapshot's; an image's label index is then 0).
 #[derive(Debug, Clone, Default)]
 pub struct Samples {
     pub planes: Vec<u8>,
     pub labels: Vec<u32>,
+    /// Per image, empty for a classification snapshot.
+    pub boxes: Vec<Vec<BoundingBox>>,
 }
 
 impl Samples {
@@ -90,8 +94,10 @@ pub async fn read_snapshot(objects: &dyn ObjectStore, bucket: &str, key: &str) -
 }
 
 /// Loads every image of the snapshot. `size` fixes the square input side; `None` takes the
-/// median short side of the first images, clamped to 16..=64. Channels are 1 when those images
-/// are all grey, else 3. `progress` is called with (done, total) as images arrive.
+/// median short side of the first images, clamped to 16..=64 for a classifier and to 64..=128
+/// for a detector (whose boxes must stay several pixels wide), a detector's rounded down to a
+/// multiple of its stride. Channels are 1 when those images are all grey, else 3. `progress` is
+/// called with (done, total) as images arrive.
 pub async fn load(
     objects: &dyn ObjectStore,
     raw_bucket: &str,
@@ -104,6 +110,7 @@ pub async fn load(
     snapshot::for_each_line(objects, store_bucket, snapshot, |line| lines.push(line)).await?;
     let total = lines.len();
     let labels = snapshot.labels.clone();
+    let detection = snapshot.is_detection();
     let label_index: BTreeMap<&str, u32> = labels.iter().enumerate().map(|(i, l)| (l.as_str(), i as u32)).collect();
     let limits = ValidationLimits::default();
     let done = Arc::new(AtomicUsize::new(0));
@@ -157,19 +164,22 @@ pub async fn load(
             None => {}
         }
         if data.size == 0 && (pending.len() >= PROBE || finished) {
-            data.size = size.unwrap_or_else(|| typical_side(&pending));
+            data.size = input_side(size.unwrap_or_else(|| typical_side(&pending, detection)), detection);
             data.channels = if pending.iter().all(|(_, image)| !image.color().has_color()) { 1 } else { 3 };
         }
         if data.size > 0 && (pending.len() >= 256 || pending_bytes >= PENDING_BYTES || finished) {
             pending_bytes = 0;
-            let converted: Vec<(Split, u32, Vec<u8>)> = std::mem::take(&mut pending)
+            let converted: Vec<(Split, u32, Vec<BoundingBox>, Vec<u8>)> = std::mem::take(&mut pending)
                 .into_par_iter()
                 .filter_map(|(line, image)| {
-                    let label = *label_index.get(line.label.as_str())?;
-                    Some((line.split, label, planes(&image, data.size, data.size, data.channels)))
+                    let (label, boxes) = match line.boxes {
+                        Some(boxes) if detection => (0, boxes),
+                        _ => (*label_index.get(line.label.as_str())?, Vec::new()),
+                    };
+                    Some((line.split, label, boxes, planes(&image, data.size, data.size, data.channels)))
                 })
                 .collect();
-            for (split, label, bytes) in converted {
+            for (split, label, boxes, bytes) in converted {
                 let samples = match split {
                     Split::Train => &mut data.train,
                     Split::Val => &mut data.val,
@@ -177,6 +187,9 @@ pub async fn load(
                 };
                 samples.planes.extend_from_slice(&bytes);
                 samples.labels.push(label);
+                if detection {
+                    samples.boxes.push(boxes);
+                }
             }
         }
         if finished {
@@ -192,8 +205,23 @@ pub async fn load(
     Ok(data)
 }
 
-fn typical_side(images: &[(ManifestLine, DynamicImage)]) -> u32 {
+fn typical_side(images: &[(ManifestLine, DynamicImage)], detection: bool) -> u32 {
     let mut sides: Vec<u32> = images.iter().map(|(_, image)| image.width().min(image.height())).collect();
     sides.sort_unstable();
-    sides.get(sides.len() / 2).copied().unwrap_or(32).clamp(16, 64)
+    let median = sides.get(sides.len() / 2).copied().unwrap_or(32);
+    if detection {
+        median.clamp(64, 128)
+    } else {
+        median.clamp(16, 64)
+    }
+}
+
+/// A detector's input is a whole number of grid cells.
+fn input_side(side: u32, detection: bool) -> u32 {
+    let stride = crate::detector::STRIDE as u32;
+    if detection {
+        (side / stride).max(4) * stride
+    } else {
+        side
+    }
 }

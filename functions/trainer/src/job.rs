@@ -8,18 +8,19 @@ use bytes::Bytes;
 use candle_core::Device;
 use cvops_core::metrics::{Confusion, Evaluation};
 use cvops_core::model_card::{
-    artifact_key, run_prefix, Artifact, CardSource, ModelCard, TrainerInfo, TrainingMetrics, CARD_FILE, CARD_SCHEMA,
+    artifact_key, run_prefix, Artifact, CardSource, EpochRecord, ModelCard, TrainerInfo, TrainingMetrics, CARD_FILE, CARD_SCHEMA,
 };
 use cvops_core::ports::{ObjectStore, ObjectStoreError};
 use cvops_core::preprocess::InputSpec;
-use cvops_core::task::{OutputLayout, Task};
+use cvops_core::task::{DetectionSettings, OutputLayout, Task};
 use sha2::{Digest, Sha256};
 
-use crate::config::TrainerConfig;
+use crate::config::{Hyperparameters, TrainerConfig};
 use crate::data::{self, DataError, LoadedData, Samples};
+use crate::detector::DetectorShape;
 use crate::model::{named_tensors, CnnShape};
 use crate::train::{predict, train};
-use crate::{onnx, TRAINER_VERSION};
+use crate::{detect_train, onnx, TRAINER_VERSION};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainerError {
@@ -92,8 +93,9 @@ pub async fn run(
     progress: &dyn Progress,
 ) -> Result<ModelCard, TrainerError> {
     let started = Instant::now();
-    let h = &config.hyperparameters;
     let snapshot = data::read_snapshot(objects, &config.store_bucket, &config.snapshot_descriptor).await?;
+    let task = if snapshot.is_detection() { Task::Detection } else { Task::Classification };
+    let h = &config.hyperparameters_for(task);
     progress.line(&format!(
         "run {} point {}: snapshot {} of {} ({} images, {} labels) on {}",
         config.run_id,
@@ -117,45 +119,17 @@ pub async fn run(
     }
     let (mean, std) = channel_statistics(&train_set, channels as usize);
     let spec = InputSpec { name: onnx::INPUT.into(), width: size, height: size, channels, mean, std, resize: Default::default() };
-    let shape = CnnShape::new(channels as usize, size as usize, size as usize, h.width, labels.len());
-    progress.line(&format!(
-        "training {} on {}x{}x{} inputs: {} train, {} val, {} test images",
-        shape.describe(),
-        channels,
-        size,
-        size,
-        train_set.len(),
-        val.len(),
-        test.len()
-    ));
-
-    let epochs = h.epochs;
-    let mut on_epoch = |e: &cvops_core::model_card::EpochRecord| {
-        progress.line(&format!(
-            "epoch {:>3}/{epochs}  loss {:.4}  train {:5.1}%  val {:5.1}%  {:.1} s",
-            e.epoch,
-            e.loss,
-            100.0 * e.train_accuracy,
-            100.0 * e.val_accuracy,
-            e.seconds
-        ));
-    };
-    let (net, vars, outcome) = train(shape.clone(), &train_set, &val, &spec, h, device, &mut on_epoch)?;
-    let test_evaluation = evaluate(&predict(&net, &test, &spec, h, device)?, &test, &labels);
-    progress.line(&format!(
-        "best epoch {} (val {:.2}%), test accuracy {:.2}% on {} images, {:.0} images/s",
-        outcome.best_epoch,
-        100.0 * outcome.val_accuracy,
-        100.0 * test_evaluation.accuracy,
-        test_evaluation.images,
-        outcome.images_per_second
-    ));
-
     let metadata = [
         ("labels", serde_json::to_string(&labels).expect("labels serialise")),
         ("input", serde_json::to_string(&spec).expect("spec serialises")),
     ];
-    let model = onnx::export(&shape, &named_tensors(&vars)?, &metadata);
+    let splits = Splits { train: &train_set, val: &val, test: &test };
+    let trained = if task == Task::Detection {
+        train_detector(&splits, &labels, &spec, h, &metadata, device, progress)?
+    } else {
+        train_classifier(&splits, &labels, &spec, h, &metadata, device, progress)?
+    };
+    let model = trained.onnx;
     let prefix = run_prefix(&config.model, &config.run_id, config.point);
     let mut artifact = Artifact {
         key: artifact_key(&prefix, &format!("attempt-{}", uuid::Uuid::new_v4())),
@@ -169,28 +143,22 @@ pub async fn run(
         schema: CARD_SCHEMA.into(),
         source: CardSource::Run,
         model: config.model.clone(),
-        task: Task::Classification,
+        task: trained.task,
         run_id: config.run_id.clone(),
         point: config.point,
         dataset: config.dataset.clone(),
         snapshot: snapshot.id.clone(),
         labels,
         input: spec,
-        output: onnx::OUTPUT.into(),
-        output_layout: OutputLayout::Logits,
-        detection: None,
-        architecture: shape.describe(),
+        output: trained.output.into(),
+        output_layout: trained.output_layout,
+        detection: trained.detection,
+        architecture: trained.architecture,
         artifact,
         hyperparameters: config.hyperparameter_values.clone(),
-        metrics: Some(TrainingMetrics {
-            test: test_evaluation,
-            val_accuracy: outcome.val_accuracy,
-            best_epoch: outcome.best_epoch,
-            epochs_run: outcome.history.len() as u32,
-            history: outcome.history,
-        }),
+        metrics: Some(trained.metrics),
         duration_seconds: started.elapsed().as_secs_f64(),
-        images_per_second: outcome.images_per_second,
+        images_per_second: trained.images_per_second,
         trainer: TrainerInfo { version: TRAINER_VERSION.into(), device: if device.is_cpu() { "cpu" } else { "cuda" }.into() },
         created_at: chrono::Utc::now().to_rfc3339(),
     };
@@ -198,4 +166,143 @@ pub async fn run(
     objects.put(&config.models_bucket, &format!("{prefix}{CARD_FILE}"), Bytes::from(json)).await?;
     progress.line(&format!("wrote {} and {prefix}{CARD_FILE} in {:.1} s", card.artifact.key, card.duration_seconds));
     Ok(card)
+}
+
+/// The three splits' images.
+struct Splits<'a> {
+    train: &'a Samples,
+    val: &'a Samples,
+    test: &'a Samples,
+}
+
+/// A trained network, exported, with what its card says of it.
+struct Trained {
+    onnx: Vec<u8>,
+    task: Task,
+    output: &'static str,
+    output_layout: OutputLayout,
+    detection: Option<DetectionSettings>,
+    architecture: String,
+    metrics: TrainingMetrics,
+    images_per_second: f64,
+}
+
+fn train_classifier(
+    splits: &Splits<'_>,
+    labels: &[String],
+    spec: &InputSpec,
+    h: &Hyperparameters,
+    metadata: &[(&str, String)],
+    device: &Device,
+    progress: &dyn Progress,
+) -> Result<Trained, TrainerError> {
+    let (size, channels) = (spec.width as usize, spec.channels as usize);
+    let shape = CnnShape::new(channels, size, size, h.width, labels.len());
+    announce(progress, &shape.describe(), spec, splits);
+    let epochs = h.epochs;
+    let mut on_epoch = |e: &EpochRecord| {
+        progress.line(&format!(
+            "epoch {:>3}/{epochs}  loss {:.4}  train {:5.1}%  val {:5.1}%  {:.1} s",
+            e.epoch,
+            e.loss,
+            100.0 * e.train_accuracy.unwrap_or(0.0),
+            100.0 * e.val_accuracy.unwrap_or(0.0),
+            e.seconds
+        ));
+    };
+    let (net, vars, outcome) = train(shape.clone(), splits.train, splits.val, spec, h, device, &mut on_epoch)?;
+    let test = evaluate(&predict(&net, splits.test, spec, h, device)?, splits.test, labels);
+    progress.line(&format!(
+        "best epoch {} (val {:.2}%), test accuracy {:.2}% on {} images, {:.0} images/s",
+        outcome.best_epoch,
+        100.0 * outcome.val_accuracy,
+        100.0 * test.accuracy,
+        test.images,
+        outcome.images_per_second
+    ));
+    Ok(Trained {
+        onnx: onnx::export(&shape, &named_tensors(&vars)?, metadata),
+        task: Task::Classification,
+        output: onnx::OUTPUT,
+        output_layout: OutputLayout::Logits,
+        detection: None,
+        architecture: shape.describe(),
+        metrics: TrainingMetrics {
+            test: Some(test),
+            test_detection: None,
+            val_accuracy: Some(outcome.val_accuracy),
+            val_map50: None,
+            best_epoch: outcome.best_epoch,
+            epochs_run: outcome.history.len() as u32,
+            history: outcome.history,
+        },
+        images_per_second: outcome.images_per_second,
+    })
+}
+
+fn train_detector(
+    splits: &Splits<'_>,
+    labels: &[String],
+    spec: &InputSpec,
+    h: &Hyperparameters,
+    metadata: &[(&str, String)],
+    device: &Device,
+    progress: &dyn Progress,
+) -> Result<Trained, TrainerError> {
+    let shape = DetectorShape::new(spec.channels as usize, spec.width as usize, h.width, labels.len());
+    announce(progress, &shape.describe(), spec, splits);
+    let settings = DetectionSettings::default();
+    let epochs = h.epochs;
+    let mut on_epoch = |e: &EpochRecord| {
+        progress.line(&format!(
+            "epoch {:>3}/{epochs}  loss {:.4}  box {:.4}  val mAP@0.5 {:5.1}%  {:.1} s",
+            e.epoch,
+            e.loss,
+            e.box_loss.unwrap_or(0.0),
+            100.0 * e.val_map50.unwrap_or(0.0),
+            e.seconds
+        ));
+    };
+    let (net, vars, outcome) =
+        detect_train::train(shape.clone(), splits.train, splits.val, spec, h, &settings, device, &mut on_epoch)?;
+    let test = detect_train::evaluate(&net, splits.test, spec, h, &settings, labels, device)?;
+    progress.line(&format!(
+        "best epoch {} (val mAP@0.5 {:.2}%), test mAP@0.5 {:.2}% (mAP@0.5:0.95 {:.2}%) on {} images, {:.0} images/s",
+        outcome.best_epoch,
+        100.0 * outcome.val_map50,
+        100.0 * test.map50,
+        100.0 * test.map,
+        test.images,
+        outcome.images_per_second
+    ));
+    Ok(Trained {
+        onnx: onnx::export_detector(&shape, &named_tensors(&vars)?, metadata),
+        task: Task::Detection,
+        output: onnx::DETECTOR_OUTPUT,
+        output_layout: OutputLayout::Yolo,
+        detection: Some(settings),
+        architecture: shape.describe(),
+        metrics: TrainingMetrics {
+            test: None,
+            test_detection: Some(test),
+            val_accuracy: None,
+            val_map50: Some(outcome.val_map50),
+            best_epoch: outcome.best_epoch,
+            epochs_run: outcome.history.len() as u32,
+            history: outcome.history,
+        },
+        images_per_second: outcome.images_per_second,
+    })
+}
+
+fn announce(progress: &dyn Progress, architecture: &str, spec: &InputSpec, splits: &Splits<'_>) {
+    progress.line(&format!(
+        "training {architecture} on {}x{}x{} inputs: {} train, {} val, {} test images",
+        spec.channels,
+        spec.height,
+        spec.width,
+        splits.train.len(),
+        splits.val.len(),
+        splits.test.len()
+    ));
 }

@@ -4,6 +4,8 @@
 //! - [`config`]: the job's environment (what dispatch-training sets) and the hyperparameters;
 //! - [`data`]: the snapshot's images, fetched through the object-store port and decoded in parallel;
 //! - [`model`], [`train`]: the CNN on candle and its training loop;
+//! - [`detector`], [`detect_train`]: the reference detector (anchor-free, on the same blocks) and
+//!   its training loop, for a snapshot with boxes;
 //! - [`onnx`]: the exporter, by hand on prost, so the model is served without Python;
 //! - [`job`]: the whole job, ending with the model card, written last.
 
@@ -11,6 +13,8 @@ pub mod bn;
 pub mod config;
 pub mod conv;
 pub mod data;
+pub mod detect_train;
+pub mod detector;
 pub mod job;
 pub mod model;
 pub mod onnx;

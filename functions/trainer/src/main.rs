@@ -22,7 +22,7 @@ async fn main() -> ExitCode {
     match cvops_trainer::run(&config, &objects, &device(), &Stderr).await {
         Ok(card) => {
             if let Some(metrics) = &card.metrics {
-                eprintln!("done: test accuracy {:.4}", metrics.test.accuracy);
+                eprintln!("done: {}", metrics.summary());
             }
             ExitCode::SUCCESS
         }

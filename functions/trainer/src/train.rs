@@ -29,7 +29,7 @@ pub struct TrainOutcome {
 }
 
 /// One image's planes, shifted by (dx, dy) with zero fill and optionally mirrored.
-fn augment(planes: &[u8], side: usize, dx: i32, dy: i32, flip: bool, out: &mut Vec<u8>) {
+pub(crate) fn augment(planes: &[u8], side: usize, dx: i32, dy: i32, flip: bool, out: &mut Vec<u8>) {
     out.clear();
     out.resize(planes.len(), 0);
     let s = side as i32;
@@ -146,8 +146,10 @@ pub fn train(
         let record = EpochRecord {
             epoch,
             loss: loss_sum / seen.max(1) as f64,
-            train_accuracy: correct as f64 / seen.max(1) as f64,
-            val_accuracy,
+            train_accuracy: Some(correct as f64 / seen.max(1) as f64),
+            val_accuracy: Some(val_accuracy),
+            box_loss: None,
+            val_map50: None,
             seconds: started.elapsed().as_secs_f64(),
         };
         on_epoch(&record);

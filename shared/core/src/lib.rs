@@ -12,6 +12,8 @@
 //! - [`snapshot`]: immutable, content-addressed dataset snapshots with their feature baseline.
 //! - [`preprocess`], [`model_card`], [`metrics`], [`registry`]: what the trainer, register-model and
 //!   the endpoint agree on: one preprocessing, one card format, one way to count, one registry.
+//! - [`detect`]: a detector's raw output into boxes, and non-maximum suppression (the endpoint's
+//!   and the trainer's validation alike).
 //! - [`drift`]: PSI, Wasserstein and Jensen-Shannon, and the OK / WARN / DRIFT verdicts.
 //! - [`monitoring`]: the hourly per-version aggregates the endpoint feeds and the monitor reads.
 //! - [`clock`]: time as a port, so expiry and ordering can be tested.
@@ -23,6 +25,7 @@ pub mod annotation;
 pub mod catalog;
 pub mod clock;
 pub mod config;
+pub mod detect;
 pub mod drift;
 pub mod failure;
 pub mod health;

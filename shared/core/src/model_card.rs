@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::metrics::detection::DetectionEvaluation;
 use crate::metrics::Evaluation;
 use crate::preprocess::InputSpec;
 use crate::task::{DetectionSettings, OutputLayout, Task};
@@ -77,23 +78,53 @@ pub struct Artifact {
     pub version_id: Option<String>,
 }
 
+/// One epoch of training. A classifier's epoch has the accuracies, a detector's its box loss and
+/// val mAP@0.5; the fields of the other task are absent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochRecord {
     pub epoch: u32,
+    /// The mean training loss (a detector's: class plus weighted box loss).
     pub loss: f64,
-    pub train_accuracy: f64,
-    pub val_accuracy: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_accuracy: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_accuracy: Option<f64>,
+    /// A detector's mean GIoU loss (the box part of `loss`, before its weight).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub box_loss: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_map50: Option<f64>,
     pub seconds: f64,
 }
 
+/// The trainer's own figures: a classifier's `test` and `val_accuracy`, or a detector's
+/// `test_detection` and `val_map50`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainingMetrics {
     /// The trainer's own evaluation on the snapshot's test split (register-model repeats it).
-    pub test: Evaluation,
-    pub val_accuracy: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<Evaluation>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_detection: Option<DetectionEvaluation>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_accuracy: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_map50: Option<f64>,
     pub best_epoch: u32,
     pub epochs_run: u32,
     pub history: Vec<EpochRecord>,
+}
+
+impl TrainingMetrics {
+    /// The headline figure on the test split, for logs: `test accuracy 0.9780` or
+    /// `test mAP@0.5 0.9012`.
+    pub fn summary(&self) -> String {
+        match (&self.test, &self.test_detection) {
+            (Some(e), _) => format!("test accuracy {:.4}", e.accuracy),
+            (None, Some(e)) => format!("test mAP@0.5 {:.4} (mAP@0.5:0.95 {:.4})", e.map50, e.map),
+            (None, None) => "no test figures".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

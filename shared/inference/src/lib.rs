@@ -10,10 +10,11 @@
 //! with AVX2 and FMA), after its output has been checked against tract's at load; every other
 //! model, and every model elsewhere, runs on tract.
 //!
-//! [`detector::LoadedDetector`] runs a detector: [`detect`] reads its output (the YOLO export layout, or boxes/scores/labels) into
-//! boxes and suppresses the overlaps.
+//! [`detector::LoadedDetector`] runs a detector: [`detect`] (in cvops-core, which the trainer shares)
+//! reads its output (the YOLO export layout, or boxes/scores/labels) into boxes and suppresses the
+//! overlaps.
 
-pub mod detect;
+pub use cvops_core::detect;
 pub mod detector;
 pub mod direct;
 

@@ -57,7 +57,7 @@ pub async fn run_job() -> anyhow::Result<()> {
     match trained {
         Ok(card) => {
             if let Some(metrics) = &card.metrics {
-                eprintln!("done: test accuracy {:.4}", metrics.test.accuracy);
+                eprintln!("done: {}", metrics.summary());
             }
             tell(JobState::Succeeded, None).await;
             Ok(())

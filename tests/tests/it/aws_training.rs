@@ -57,7 +57,7 @@ async fn a_model_trained_from_s3_is_registered_and_promoted_in_dynamodb() {
     let buckets = Buckets { raw: raw.clone(), store: store.clone(), models: models.clone() };
     let config = buckets.trainer_config(&snap.id, "run-aws", values(&[("epochs", 2.0), ("width", 4.0)]));
     let card = cvops_trainer::run(&config, objects.as_ref(), &device(), &Quiet).await.unwrap();
-    assert_eq!(card.metrics.as_ref().unwrap().test.images, 30);
+    assert_eq!(card.metrics.as_ref().unwrap().test.as_ref().unwrap().images, 30);
     record_run(dynamo.as_ref(), "digits", "run-aws", "digits", &snap.id).await;
     let version_id = card.artifact.version_id.clone().expect("the card names the artifact's S3 version");
 

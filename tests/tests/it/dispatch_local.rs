@@ -235,15 +235,17 @@ async fn a_dataset_without_train_or_val_images_is_refused_before_any_run_saying_
 }
 
 #[tokio::test]
-async fn a_dataset_of_boxes_is_refused_before_any_run_as_an_unsupported_task() {
+async fn a_dataset_of_boxes_gets_a_detection_snapshot_a_run_and_a_job() {
     let env = env().await;
-    let boxes = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../samplesets/bad/annotations");
+    let boxes = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../samplesets/detect-digits");
     upload_dir(&env.platform, &DatasetName::parse("boxes").unwrap(), &boxes, &mut ()).await.unwrap();
     let response = env.dispatch.handle(&sqs_event(r#"{"dataset": "boxes", "model": "m"}"#, "boxes")).await.unwrap();
-    assert!(response.batch_item_failures.is_empty(), "refused, not retried");
-    let dead = env.dead_letters().await;
-    assert_eq!((dead.len(), dead[0].attributes["error_code"].as_str()), (1, "unsupported_task"));
-    assert!(dead[0].attributes["reason"].contains("cvops health --dataset boxes"), "{:?}", dead[0].attributes);
-    assert!(env.runs("m").await.is_empty(), "no run was created");
-    assert_eq!(env.jobs.job_ids().len(), 0, "no job was submitted");
+    assert!(response.batch_item_failures.is_empty());
+    assert!(env.dead_letters().await.is_empty(), "the trainer learns detection: nothing is refused");
+    let runs = env.runs("m").await;
+    assert_eq!((runs.len(), env.jobs.job_ids().len()), (1, 1), "one run, one job");
+    let key = cvops_core::schema::descriptor_key("boxes", &runs[0].snapshot);
+    let descriptor = env.platform.objects.get("store", &key, 1 << 26).await.unwrap();
+    let snapshot: cvops_core::snapshot::Snapshot = serde_json::from_slice(&descriptor).unwrap();
+    assert!(snapshot.is_detection(), "the job is given a snapshot with boxes");
 }

@@ -31,7 +31,7 @@ async fn an_imported_classifier_meets_the_registrys_rules() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("model.onnx");
     std::fs::write(&file, stack.objects.get(MODELS, &card.artifact.key, 1 << 30).await.unwrap()).unwrap();
-    let trained_accuracy = card.metrics.as_ref().unwrap().test.accuracy;
+    let trained_accuracy = card.metrics.as_ref().unwrap().test.as_ref().unwrap().accuracy;
 
     let labels: Vec<String> = (0..10).map(|d| d.to_string()).collect();
     let input = InputSpec { name: String::new(), resize: ResizeMode::Squash, ..card.input.clone() };

@@ -92,3 +92,82 @@ fn a_network_the_direct_kernel_cannot_block_runs_on_tract() {
     let (_, exported, spec) = trained(4);
     assert_eq!(LoadedModel::load(&exported, &spec, 10).unwrap().runner(), "tract");
 }
+
+/// The detector's export, decoding included, gives candle's boxes and scores on tract: every
+/// one of the 144 candidates of real detect-digits pictures, after a little training.
+#[test]
+fn the_detectors_export_gives_candles_boxes_and_scores_on_tract() {
+    use cvops_core::annotation::BoundingBox;
+    use cvops_core::detect::decode_yolo;
+    use cvops_core::task::{DetectionSettings, OutputLayout};
+    use cvops_inference::detector::{layout_of, LoadedDetector};
+    use cvops_trainer::detector::{Detector, DetectorShape};
+
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../samplesets/detect-digits");
+    let load = |split: &str, count: usize| {
+        let mut samples = Samples::default();
+        let mut images = Vec::new();
+        for i in 0..count {
+            let stem = format!("{split}_{i:04}");
+            let image = image::open(root.join(format!("images/{split}/{stem}.jpg"))).unwrap();
+            samples.planes.extend(planes(&image, 96, 96, 3));
+            samples.labels.push(0);
+            let text = std::fs::read_to_string(root.join(format!("labels/{split}/{stem}.txt"))).unwrap_or_default();
+            samples.boxes.push(
+                text.lines()
+                    .map(|l| {
+                        let v: Vec<f64> = l.split_whitespace().map(|x| x.parse().unwrap()).collect();
+                        BoundingBox { class: v[0] as u32, cx: v[1], cy: v[2], w: v[3], h: v[4] }
+                    })
+                    .collect(),
+            );
+            images.push(image);
+        }
+        (samples, images)
+    };
+    let ((train_set, _), (val, _), (_, test_images)) = (load("train", 48), load("val", 8), load("test", 4));
+    let spec = InputSpec {
+        name: onnx::INPUT.into(),
+        width: 96,
+        height: 96,
+        channels: 3,
+        mean: vec![0.45; 3],
+        std: vec![0.25; 3],
+        resize: Default::default(),
+    };
+    let h = Hyperparameters { epochs: 1, width: 4, ..Hyperparameters::detection() };
+    let shape = DetectorShape::new(3, 96, 4, 10);
+    let (net, vars, _): (Detector, _, _) = cvops_trainer::detect_train::train(
+        shape.clone(),
+        &train_set,
+        &val,
+        &spec,
+        &h,
+        &DetectionSettings::default(),
+        &Device::Cpu,
+        &mut |_| {},
+    )
+    .unwrap();
+    let exported = onnx::export_detector(&shape, &named_tensors(&vars).unwrap(), &[]);
+    assert_eq!(layout_of(&exported).unwrap(), OutputLayout::Yolo);
+    let tract = LoadedDetector::load(&exported, &spec, 10, OutputLayout::Yolo).unwrap();
+    for image in &test_images {
+        let input = preprocess(image, &spec);
+        let x = Tensor::from_vec(input.clone(), spec.shape(1).as_slice(), &Device::Cpu).unwrap();
+        let decoded = net.decode(&net.forward_t(&x, false).unwrap()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let theirs = decode_yolo(&decoded, &[1, 14, 144], 10, 0.0).unwrap();
+        let ours = tract.raw(&input, 0.0).unwrap();
+        assert_eq!(ours.len(), 144, "every cell is a candidate");
+        assert_eq!(theirs.len(), 144);
+        // Classes can swap where two scores tie to float noise, as little-trained ones do.
+        let same_class = ours.iter().zip(&theirs).filter(|(a, b)| a.class == b.class).count();
+        assert!(same_class >= 130, "{same_class} of 144 candidates have candle's class");
+        for (a, b) in ours.iter().zip(&theirs) {
+            assert!((a.score - b.score).abs() < 1e-4, "{a:?} vs {b:?}");
+            let corners = |d: &cvops_core::detect::RawDetection| [d.bbox.x, d.bbox.y, d.bbox.width, d.bbox.height];
+            for (p, q) in corners(a).iter().zip(corners(b)) {
+                assert!((p - q).abs() < 1e-2, "{a:?} vs {b:?}");
+            }
+        }
+    }
+}

@@ -45,11 +45,11 @@ async fn a_trained_model_is_verified_evaluated_registered_and_promoted() {
     }
     let printed = lines.0.lock().unwrap().clone();
     assert!(printed.iter().filter(|l| l.starts_with("epoch")).count() >= 2, "progress per epoch: {printed:?}");
-    assert_eq!(card.metrics.as_ref().unwrap().test.images, 300);
+    assert_eq!(card.metrics.as_ref().unwrap().test.as_ref().unwrap().images, 300);
     assert!(
-        card.metrics.as_ref().unwrap().test.accuracy > 0.6,
+        card.metrics.as_ref().unwrap().test.as_ref().unwrap().accuracy > 0.6,
         "the model learned: {}",
-        card.metrics.as_ref().unwrap().test.accuracy
+        card.metrics.as_ref().unwrap().test.as_ref().unwrap().accuracy
     );
     assert_eq!((card.input.channels, card.input.width), (1, 28), "grey 28x28 digits keep their size");
     assert_eq!(card.labels, (0..10).map(|d| d.to_string()).collect::<Vec<_>>());
@@ -71,10 +71,10 @@ async fn a_trained_model_is_verified_evaluated_registered_and_promoted() {
     let evaluation = version.evaluation.as_ref().unwrap();
     assert_eq!(evaluation.images, 300);
     assert!(
-        (evaluation.accuracy - card.metrics.as_ref().unwrap().test.accuracy).abs() <= 2.0 / 300.0,
+        (evaluation.accuracy - card.metrics.as_ref().unwrap().test.as_ref().unwrap().accuracy).abs() <= 2.0 / 300.0,
         "tract on the exported model agrees with candle: {} vs {}",
         evaluation.accuracy,
-        card.metrics.as_ref().unwrap().test.accuracy
+        card.metrics.as_ref().unwrap().test.as_ref().unwrap().accuracy
     );
     let lineage = version.lineage.as_ref().unwrap();
     assert_eq!((lineage.run_id.as_str(), lineage.snapshot.as_str()), ("run-a", snap.id.as_str()));
@@ -210,4 +210,61 @@ fn json(card: &ModelCard) -> Bytes {
 fn cvops_tests_sha(data: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(data))
+}
+
+/// A snapshot with boxes trains the reference detector: its card says detection and the YOLO
+/// layout, and register-model's mAP on tract agrees with the trainer's on candle.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_detection_snapshot_trains_the_reference_detector_which_registers_with_its_map() {
+    use cvops_core::key::DatasetName;
+    use cvops_core::task::{OutputLayout, Task};
+    use cvops_platform::upload::{upload_dir_as, DatasetFormat};
+
+    let stack = TempPlatform::new();
+    let dataset = DatasetName::parse("digits-det").unwrap();
+    let detect_digits = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../samplesets/detect-digits");
+    upload_dir_as(&stack, &dataset, &detect_digits, DatasetFormat::Yolo, &mut ()).await.unwrap();
+    let snap = snapshot::create(stack.table.as_ref(), stack.objects.as_ref(), STORE, "digits-det", "2026-12-03T00:00:00Z".into())
+        .await
+        .unwrap();
+    // Few epochs and a narrow network: this checks the road, not the recipe (see docs/benchmarks.md).
+    let base = Buckets::local().trainer_config(&snap.id, "run-d", values(&[("epochs", 3.0), ("width", 8.0)]));
+    let config = cvops_trainer::TrainerConfig {
+        model: "detector".into(),
+        dataset: "digits-det".into(),
+        snapshot_descriptor: snapshot::descriptor_key("digits-det", &snap.id),
+        ..base
+    };
+    let lines = Lines::default();
+    let card = cvops_trainer::run(&config, stack.objects.as_ref(), &device(), &lines).await.unwrap();
+    assert_eq!((card.task, card.output_layout), (Task::Detection, OutputLayout::Yolo));
+    assert_eq!((card.input.channels, card.input.width, card.input.height), (3, 96, 96), "96x96 colour pictures keep their size");
+    assert_eq!(card.detection, Some(cvops_core::task::DetectionSettings::default()));
+    let metrics = card.metrics.as_ref().unwrap();
+    let trained = metrics.test_detection.as_ref().expect("the trainer's own mAP on the test split");
+    assert_eq!((trained.images, metrics.test.is_none()), (80, true));
+    let losses: Vec<f64> = metrics.history.iter().map(|e| e.loss).collect();
+    assert!(losses.len() == 3 && losses[2] < losses[0], "the loss falls: {losses:?}");
+    assert!(metrics.history.iter().all(|e| e.val_map50.is_some() && e.val_accuracy.is_none()), "{:?}", metrics.history);
+    let printed = lines.0.lock().unwrap().clone();
+    assert!(printed.iter().any(|l| l.contains("val mAP@0.5")), "{printed:?}");
+
+    record_run(stack.table.as_ref(), "detector", "run-d", "digits-det", &snap.id).await;
+    let event = card_event(MODELS, &format!("{}{CARD_FILE}", run_prefix("detector", "run-d", 0)), "01");
+    let outcomes = register(&stack, 0.5).handle(&event).await.unwrap();
+    let version = match &outcomes[0] {
+        Outcome::Registered { version, .. } | Outcome::Rejected { version } => version,
+        other => panic!("not registered: {other:?}"),
+    };
+    assert_eq!((version.task, version.output_layout), (Task::Detection, OutputLayout::Yolo));
+    let evaluated = version.detection.as_ref().expect("register-model's own mAP");
+    assert_eq!(evaluated.images, 80);
+    assert!(
+        (evaluated.map50 - trained.map50).abs() <= 0.01 && (evaluated.map - trained.map).abs() <= 0.01,
+        "tract on the export agrees with candle: {} vs {}, {} vs {}",
+        evaluated.map50,
+        trained.map50,
+        evaluated.map,
+        trained.map
+    );
 }

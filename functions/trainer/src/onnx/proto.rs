@@ -85,6 +85,8 @@ pub struct AttributeProto {
 
 /// `TensorProto.DataType.FLOAT`.
 pub const FLOAT: i32 = 1;
+/// `TensorProto.DataType.INT64` (Reshape's shape).
+pub const INT64: i32 = 7;
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct TensorProto {

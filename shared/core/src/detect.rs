@@ -7,11 +7,11 @@
 //! - boxes/scores/labels: `[N, 4]` corners `x1, y1, x2, y2` in input pixels, `[N]` scores and
 //!   `[N]` class indices, as torchvision's detectors and most NMS-exported graphs give them.
 //!
-//! Boxes stay in input pixels here; `cvops_core::preprocess::Placement::to_original` takes them
+//! Boxes stay in input pixels here; `crate::preprocess::Placement::to_original` takes them
 //! back to the image's.
 
-use cvops_core::annotation::PixelBox;
-use cvops_core::metrics::detection::iou;
+use crate::annotation::PixelBox;
+use crate::metrics::detection::iou;
 
 /// The most candidates NMS considers, best first (as Ultralytics' `max_nms`): a bound on its
 /// quadratic work whatever the score threshold lets through.
