@@ -48,33 +48,15 @@ fn split(root: &Path, split: &str, side: u32) -> Samples {
 
 /// mAP@0.5 with every box, found or true, of one class.
 fn class_agnostic_map50(found: &[Vec<(u32, f32, PixelBox)>], samples: &Samples) -> f64 {
-    let side = 96.0;
     let images: Vec<u64> = (1..=samples.len() as u64).collect();
-    let truth: Vec<GroundTruth> = samples
-        .boxes
-        .iter()
-        .enumerate()
-        .flat_map(|(i, boxes)| {
-            boxes.iter().map(move |b| GroundTruth {
-                image: i as u64 + 1,
-                class: 0,
-                bbox: PixelBox {
-                    x: (b.cx - b.w / 2.0) * side,
-                    y: (b.cy - b.h / 2.0) * side,
-                    width: b.w * side,
-                    height: b.h * side,
-                },
-                crowd: false,
-            })
-        })
-        .collect();
-    let detections: Vec<Detection> = found
-        .iter()
-        .enumerate()
-        .flat_map(|(i, boxes)| {
-            boxes.iter().map(move |&(_, score, bbox)| Detection { image: i as u64 + 1, class: 0, bbox, score: f64::from(score) })
-        })
-        .collect();
+    let truth: Vec<GroundTruth> =
+        detect_train::ground_truth(samples, 96).into_iter().map(|g| GroundTruth { class: 0, ..g }).collect();
+    let mut detections = Vec::new();
+    for (i, boxes) in found.iter().enumerate() {
+        for &(_, score, bbox) in boxes {
+            detections.push(Detection { image: i as u64 + 1, class: 0, bbox, score: f64::from(score) });
+        }
+    }
     detection::evaluate(&images, &truth, &detections).map50
 }
 

@@ -26,8 +26,8 @@ use rand::{Rng, SeedableRng};
 use crate::config::Hyperparameters;
 use crate::data::Samples;
 use crate::detector::{distances_in_pixels, Detector, DetectorShape, STRIDE};
-use crate::model::{named_tensors, restore, trainable};
-use crate::train::augment;
+use crate::model::trainable;
+use crate::train::{augment, cosine_rate, BestEpoch};
 
 const PREDICT_BATCH: usize = 64;
 /// How far from a box's centre (in strides) a cell may be and still answer for it.
@@ -275,6 +275,20 @@ pub fn detect_all(
     Ok(out)
 }
 
+/// The samples' boxes in the pixels of a `side` x `side` input, image ids counted from 1.
+pub fn ground_truth(samples: &Samples, side: usize) -> Vec<GroundTruth> {
+    let side = side as f64;
+    let mut out = Vec::new();
+    for (i, boxes) in samples.boxes.iter().enumerate() {
+        for b in boxes {
+            let bbox =
+                PixelBox { x: (b.cx - b.w / 2.0) * side, y: (b.cy - b.h / 2.0) * side, width: b.w * side, height: b.h * side };
+            out.push(GroundTruth { image: i as u64 + 1, class: b.class, bbox, crowd: false });
+        }
+    }
+    out
+}
+
 /// COCO evaluation of the network on `samples`, in input pixels (a squashed image's boxes scale
 /// per axis, which leaves every IoU as it is in the original's pixels).
 pub fn evaluate(
@@ -287,26 +301,8 @@ pub fn evaluate(
     device: &Device,
 ) -> Result<DetectionEvaluation> {
     let found = detect_all(net, samples, spec, h, settings, device)?;
-    let side = spec.width as f64;
     let images: Vec<u64> = (1..=samples.len() as u64).collect();
-    let truth: Vec<GroundTruth> = samples
-        .boxes
-        .iter()
-        .enumerate()
-        .flat_map(|(i, boxes)| {
-            boxes.iter().map(move |b| GroundTruth {
-                image: i as u64 + 1,
-                class: b.class,
-                bbox: PixelBox {
-                    x: (b.cx - b.w / 2.0) * side,
-                    y: (b.cy - b.h / 2.0) * side,
-                    width: b.w * side,
-                    height: b.h * side,
-                },
-                crowd: false,
-            })
-        })
-        .collect();
+    let truth = ground_truth(samples, spec.width as usize);
     let detections: Vec<Detection> = found
         .iter()
         .enumerate()
@@ -336,14 +332,13 @@ pub fn train(
     let mut rng = StdRng::seed_from_u64(h.seed);
     let mut order: Vec<usize> = (0..train.len()).collect();
     let (g, classes) = (net.shape.grid(), net.shape.classes);
-    let (mut history, mut best, mut best_weights) = (Vec::new(), (0u32, -1.0f64), None);
+    let (mut history, mut best) = (Vec::new(), BestEpoch::new());
     let (mut trained_images, mut training_seconds) = (0usize, 0.0f64);
     let labels: Vec<String> = (0..classes).map(|c| c.to_string()).collect();
 
     for epoch in 1..=h.epochs {
         let started = Instant::now();
-        let progress = (epoch - 1) as f64 / h.epochs as f64;
-        optimiser.set_learning_rate(h.learning_rate * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()));
+        optimiser.set_learning_rate(cosine_rate(h, epoch));
         order.shuffle(&mut rng);
         let (mut loss_sum, mut box_sum, mut seen) = (0.0f64, 0.0f64, 0usize);
         for indices in order.chunks(h.batch_size) {
@@ -373,20 +368,15 @@ pub fn train(
         };
         on_epoch(&record);
         history.push(record);
-        if val_map50 > best.1 {
-            best = (epoch, val_map50);
-            best_weights = Some(named_tensors(&vars)?);
-        } else if epoch - best.0 >= h.patience {
+        if best.offer(epoch, val_map50, &vars, h.patience)? {
             break;
         }
     }
-    if let Some(weights) = &best_weights {
-        restore(&vars, weights, device)?;
-    }
+    best.restore(&vars, device)?;
     let outcome = DetectOutcome {
         history,
-        best_epoch: best.0,
-        val_map50: best.1.max(0.0),
+        best_epoch: best.epoch,
+        val_map50: best.score.max(0.0),
         images_per_second: trained_images as f64 / training_seconds.max(1e-9),
     };
     Ok((net, vars, outcome))

@@ -14,7 +14,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::config::Hyperparameters;
 use crate::data::Samples;
-use crate::model::{named_tensors, restore, trainable, Cnn, CnnShape};
+use crate::model::{named_tensors, restore, trainable, Cnn, CnnShape, NamedTensor};
 
 /// Images per forward pass when only predicting.
 const PREDICT_BATCH: usize = 256;
@@ -97,6 +97,44 @@ fn accuracy(predicted: &[u32], truth: &[u32]) -> f64 {
     correct as f64 / truth.len().max(1) as f64
 }
 
+/// Cosine decay from the full rate to nearly zero over the planned epochs.
+pub(crate) fn cosine_rate(h: &Hyperparameters, epoch: u32) -> f64 {
+    let progress = (epoch - 1) as f64 / h.epochs as f64;
+    h.learning_rate * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+}
+
+/// The epoch with the best validation score so far and its weights; says when `patience`
+/// epochs have gone by without a better one.
+pub(crate) struct BestEpoch {
+    pub epoch: u32,
+    pub score: f64,
+    weights: Option<Vec<NamedTensor>>,
+}
+
+impl BestEpoch {
+    pub fn new() -> Self {
+        Self { epoch: 0, score: -1.0, weights: None }
+    }
+
+    /// Records `epoch`'s score, keeping the weights when it is the best; true when training
+    /// should stop.
+    pub fn offer(&mut self, epoch: u32, score: f64, vars: &VarMap, patience: u32) -> Result<bool> {
+        if score > self.score {
+            (self.epoch, self.score, self.weights) = (epoch, score, Some(named_tensors(vars)?));
+            return Ok(false);
+        }
+        Ok(epoch - self.epoch >= patience)
+    }
+
+    /// Puts the best epoch's weights back.
+    pub fn restore(&self, vars: &VarMap, device: &Device) -> Result<()> {
+        match &self.weights {
+            Some(weights) => restore(vars, weights, device),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Trains a fresh network on `train`, picks the epoch with the best accuracy on `val`.
 pub fn train(
     shape: CnnShape,
@@ -113,14 +151,12 @@ pub fn train(
     let mut optimiser = AdamW::new(trainable(&vars), params)?;
     let mut rng = StdRng::seed_from_u64(h.seed);
     let mut order: Vec<usize> = (0..train.len()).collect();
-    let (mut history, mut best, mut best_weights) = (Vec::new(), (0u32, -1.0f64), None);
+    let (mut history, mut best) = (Vec::new(), BestEpoch::new());
     let (mut trained_images, mut training_seconds) = (0usize, 0.0f64);
 
     for epoch in 1..=h.epochs {
         let started = Instant::now();
-        // Cosine decay from the full rate to nearly zero over the planned epochs.
-        let progress = (epoch - 1) as f64 / h.epochs as f64;
-        optimiser.set_learning_rate(h.learning_rate * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()));
+        optimiser.set_learning_rate(cosine_rate(h, epoch));
         order.shuffle(&mut rng);
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         for indices in order.chunks(h.batch_size) {
@@ -154,20 +190,15 @@ pub fn train(
         };
         on_epoch(&record);
         history.push(record);
-        if val_accuracy > best.1 {
-            best = (epoch, val_accuracy);
-            best_weights = Some(named_tensors(&vars)?);
-        } else if epoch - best.0 >= h.patience {
+        if best.offer(epoch, val_accuracy, &vars, h.patience)? {
             break;
         }
     }
-    if let Some(weights) = &best_weights {
-        restore(&vars, weights, device)?;
-    }
+    best.restore(&vars, device)?;
     let outcome = TrainOutcome {
         history,
-        best_epoch: best.0,
-        val_accuracy: best.1.max(0.0),
+        best_epoch: best.epoch,
+        val_accuracy: best.score.max(0.0),
         images_per_second: trained_images as f64 / training_seconds.max(1e-9),
     };
     Ok((net, vars, outcome))
